@@ -1,0 +1,128 @@
+//! Pieces every pod template shares: the restricted security context,
+//! object metadata and image names.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, LocalObjectReference, PodSecurityContext, SeccompProfile, SecurityContext,
+};
+use kube::api::ObjectMeta;
+
+use crate::api::{Images, PullPolicy};
+
+use super::names::StageNames;
+
+/// Metadata of one of a stage's objects.
+pub fn stage_meta(names: &StageNames, namespace: &str, name: String, component: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(namespace.to_owned()),
+        labels: Some(names.labels(component)),
+        ..ObjectMeta::default()
+    }
+}
+
+/// A pod security context that passes the restricted Pod Security Standard.
+pub fn restricted_pod(uid: i64) -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(uid),
+        run_as_group: Some(uid),
+        fs_group: Some(uid),
+        fs_group_change_policy: Some("OnRootMismatch".into()),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// A container security context that passes the restricted Pod Security
+/// Standard, with a read-only root file system.
+pub fn restricted_container() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..SeccompProfile::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// Default image repositories, before `spec.images` overrides.
+pub const SYNAPSE_REPOSITORY: &str = "ghcr.io/element-hq/synapse";
+pub const ELEMENT_WEB_REPOSITORY: &str = "docker.io/vectorim/element-web";
+pub const POSTGRES_IMAGE: &str = "docker.io/library/postgres:17.6";
+
+/// An image reference: the override if set, else the default, with the
+/// registry replaced when `images.registry` names a mirror.
+pub fn image(images: &Images, repository_override: Option<&String>, default: &str, tag: Option<&str>) -> String {
+    let repository = match (repository_override, &images.registry) {
+        (Some(repository), _) => repository.clone(),
+        (None, Some(registry)) => {
+            let path = default.split_once('/').map_or(default, |(_, path)| path);
+            format!("{}/{}", registry.trim_end_matches('/'), path)
+        }
+        (None, None) => default.to_owned(),
+    };
+    match tag {
+        Some(tag) => format!("{repository}:{tag}"),
+        None => repository,
+    }
+}
+
+/// The pull policy of every container.
+pub fn pull_policy(images: &Images) -> Option<String> {
+    images.pull_policy.map(|policy| {
+        match policy {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+        .to_owned()
+    })
+}
+
+/// Image pull Secrets of every pod.
+pub fn pull_secrets(images: &Images) -> Option<Vec<LocalObjectReference>> {
+    (!images.pull_secrets.is_empty()).then(|| {
+        images
+            .pull_secrets
+            .iter()
+            .map(|name| LocalObjectReference { name: name.clone() })
+            .collect()
+    })
+}
+
+/// Annotations with one entry.
+pub fn annotation(key: &str, value: String) -> BTreeMap<String, String> {
+    BTreeMap::from([(key.to_owned(), value)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirror_replaces_the_registry() {
+        let images = Images {
+            registry: Some("mirror.mainz.internal/caduceus/".into()),
+            ..Images::default()
+        };
+        assert_eq!(
+            image(&images, None, SYNAPSE_REPOSITORY, Some("v1.163.2")),
+            "mirror.mainz.internal/caduceus/element-hq/synapse:v1.163.2"
+        );
+        let own = "registry.example/synapse".to_owned();
+        assert_eq!(image(&images, Some(&own), SYNAPSE_REPOSITORY, Some("v1")), "registry.example/synapse:v1");
+        assert_eq!(image(&Images::default(), None, POSTGRES_IMAGE, None), POSTGRES_IMAGE);
+    }
+}

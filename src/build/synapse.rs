@@ -1,0 +1,292 @@
+//! The Synapse workload of a stage: its configuration objects, StatefulSet,
+//! Service and media volume claim.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction,
+    KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretVolumeSource, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::ObjectMeta;
+use sha2::{Digest, Sha256};
+
+use crate::api::{MessengerInstanceSpec, StorageSize};
+
+use super::homeserver::{
+    CLIENT_PORT, CONFIG_DIR, FEDERATION_PORT, HOMESERVER_FILE, HomeserverFiles, KEYS_DIR, LOG_CONFIG_FILE,
+    MEDIA_DIR, METRICS_PORT, SECRET_CONFIG_DIR, SECRETS_FILE, TMP_DIR,
+};
+use super::keys::SIGNING_KEY;
+use super::names::{CONFIG_HASH_ANNOTATION, StageNames};
+use super::pod::{annotation, image, pull_policy, pull_secrets, restricted_container, restricted_pod, stage_meta};
+use super::pod::SYNAPSE_REPOSITORY;
+
+/// The component label of Synapse's objects.
+pub const COMPONENT: &str = "synapse";
+/// The uid the Synapse image runs as.
+pub const SYNAPSE_UID: i64 = 991;
+
+/// The ConfigMap with `homeserver.yaml` and the log config.
+pub fn config_map(names: &StageNames, namespace: &str, files: &HomeserverFiles) -> ConfigMap {
+    ConfigMap {
+        metadata: stage_meta(names, namespace, names.homeserver_config(), COMPONENT),
+        data: Some(BTreeMap::from([
+            (HOMESERVER_FILE.to_owned(), files.homeserver_yaml.clone()),
+            (LOG_CONFIG_FILE.to_owned(), files.log_yaml.clone()),
+        ])),
+        ..ConfigMap::default()
+    }
+}
+
+/// The Secret with the secret part of the configuration.
+pub fn config_secret(names: &StageNames, namespace: &str, files: &HomeserverFiles) -> Secret {
+    Secret {
+        metadata: stage_meta(names, namespace, names.homeserver_secret(), COMPONENT),
+        data: Some(BTreeMap::from([(
+            SECRETS_FILE.to_owned(),
+            ByteString(files.secrets_yaml.as_bytes().to_vec()),
+        )])),
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    }
+}
+
+/// A hash of every configuration file, so pods roll exactly when one changes.
+pub fn config_hash(files: &HomeserverFiles) -> String {
+    let mut hasher = Sha256::new();
+    for part in [&files.homeserver_yaml, &files.log_yaml, &files.secrets_yaml] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    format!("{:x}", hasher.finalize())[..16].to_owned()
+}
+
+/// The media volume claim. It carries no owner reference, so deleting the
+/// instance leaves it unless the deletion policy says otherwise.
+pub fn media_claim(names: &StageNames, namespace: &str, spec: &MessengerInstanceSpec) -> PersistentVolumeClaim {
+    volume_claim(
+        stage_meta(names, namespace, names.media(), COMPONENT),
+        &spec.media.storage,
+        spec.media.storage_class_name.clone(),
+    )
+}
+
+/// A ReadWriteOnce volume claim of the given size.
+pub fn volume_claim(metadata: ObjectMeta, size: &StorageSize, storage_class_name: Option<String>) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata,
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name,
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".to_owned(), Quantity(size.0.clone()))])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
+}
+
+/// Everything the StatefulSet needs to know beyond the spec.
+pub struct SynapseInputs<'a> {
+    pub names: &'a StageNames,
+    pub namespace: &'a str,
+    pub spec: &'a MessengerInstanceSpec,
+    /// The Synapse release the stage runs.
+    pub version: &'a str,
+    pub config_hash: &'a str,
+    pub federation: bool,
+}
+
+/// The Synapse StatefulSet: one replica (Synapse's main process is a single
+/// writer), configuration from the ConfigMap and Secret, media on its claim.
+pub fn stateful_set(inputs: &SynapseInputs<'_>) -> StatefulSet {
+    let SynapseInputs { names, namespace, spec, version, config_hash, federation } = inputs;
+    let selector = names.selector(COMPONENT);
+    let mut ports = vec![port("client", CLIENT_PORT), port("metrics", METRICS_PORT)];
+    if *federation {
+        ports.push(port("federation", FEDERATION_PORT));
+    }
+    let health = |period: i32, failures: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/health".into()),
+            port: IntOrString::String("client".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(5),
+        ..Probe::default()
+    };
+    let container = Container {
+        name: COMPONENT.into(),
+        image: Some(image(&spec.images, spec.images.synapse.as_ref(), SYNAPSE_REPOSITORY, Some(version))),
+        image_pull_policy: pull_policy(&spec.images),
+        command: Some(vec![
+            "python".into(),
+            "-m".into(),
+            "synapse.app.homeserver".into(),
+            "-c".into(),
+            format!("{CONFIG_DIR}/{HOMESERVER_FILE}"),
+            "-c".into(),
+            format!("{SECRET_CONFIG_DIR}/{SECRETS_FILE}"),
+        ]),
+        ports: Some(ports),
+        // Database migrations on a new release may take long; the startup
+        // probe allows up to an hour before liveness takes over.
+        startup_probe: Some(health(10, 360)),
+        readiness_probe: Some(health(10, 3)),
+        liveness_probe: Some(health(30, 5)),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), Quantity("500m".into())),
+                ("memory".to_owned(), Quantity("1Gi".into())),
+            ])),
+            limits: Some(BTreeMap::from([("memory".to_owned(), Quantity("4Gi".into()))])),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(restricted_container()),
+        volume_mounts: Some(vec![
+            mount("config", CONFIG_DIR),
+            mount("config-secrets", SECRET_CONFIG_DIR),
+            mount("keys", KEYS_DIR),
+            mount("media", MEDIA_DIR),
+            mount("tmp", TMP_DIR),
+        ]),
+        ..Container::default()
+    };
+    StatefulSet {
+        metadata: stage_meta(names, namespace, names.synapse(), COMPONENT),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(1),
+            service_name: Some(names.synapse()),
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..LabelSelector::default()
+            },
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".into()),
+                ..StatefulSetUpdateStrategy::default()
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(names.labels(COMPONENT)),
+                    annotations: Some(annotation(CONFIG_HASH_ANNOTATION, config_hash.to_string())),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    security_context: Some(restricted_pod(SYNAPSE_UID)),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    image_pull_secrets: pull_secrets(&spec.images),
+                    termination_grace_period_seconds: Some(60),
+                    volumes: Some(vec![
+                        Volume {
+                            name: "config".into(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: names.homeserver_config(),
+                                ..ConfigMapVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        },
+                        secret_volume("config-secrets", names.homeserver_secret(), None),
+                        secret_volume(
+                            "keys",
+                            names.keys_secret(),
+                            Some(vec![KeyToPath {
+                                key: SIGNING_KEY.into(),
+                                path: SIGNING_KEY.into(),
+                                ..KeyToPath::default()
+                            }]),
+                        ),
+                        Volume {
+                            name: "media".into(),
+                            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                                claim_name: names.media(),
+                                ..PersistentVolumeClaimVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        },
+                        Volume {
+                            name: "tmp".into(),
+                            empty_dir: Some(EmptyDirVolumeSource::default()),
+                            ..Volume::default()
+                        },
+                    ]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+/// The Service in front of Synapse.
+pub fn service(names: &StageNames, namespace: &str, federation: bool) -> Service {
+    let mut ports = vec![service_port("client", CLIENT_PORT), service_port("metrics", METRICS_PORT)];
+    if federation {
+        ports.push(service_port("federation", FEDERATION_PORT));
+    }
+    Service {
+        metadata: stage_meta(names, namespace, names.synapse(), COMPONENT),
+        spec: Some(ServiceSpec {
+            selector: Some(names.selector(COMPONENT)),
+            ports: Some(ports),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+fn port(name: &str, number: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: number,
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
+    }
+}
+
+/// A Service port named like the container port it targets.
+pub fn service_port(name: &str, number: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.into()),
+        port: number,
+        target_port: Some(IntOrString::String(name.into())),
+        protocol: Some("TCP".into()),
+        ..ServicePort::default()
+    }
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(!matches!(path, MEDIA_DIR | TMP_DIR)),
+        ..VolumeMount::default()
+    }
+}
+
+/// A volume from a Secret, readable only by the pod's user and group.
+pub fn secret_volume(name: &str, secret: String, items: Option<Vec<KeyToPath>>) -> Volume {
+    Volume {
+        name: name.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret),
+            items,
+            default_mode: Some(0o440),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
