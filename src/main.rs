@@ -1,6 +1,128 @@
-fn main() {
-    match std::env::args().nth(1).as_deref() {
-        Some("rbac") => print!("{}", caduceus::rbac::cluster_role_yaml()),
-        _ => print!("{}", caduceus::api::crd_yaml()),
+use std::process::ExitCode;
+
+use caduceus::cli::{Cli, Command, LogFormat, RenderArgs, RunArgs, StatusArgs};
+use caduceus::controller::{self, LeaderElection, Options};
+use caduceus::{api, rbac, render};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crd => {
+            print!("{}", api::crd_yaml());
+            Ok(())
+        }
+        Command::Rbac => {
+            print!("{}", rbac::cluster_role_yaml());
+            Ok(())
+        }
+        Command::Render(args) => render_command(&args),
+        Command::Run(args) => run_command(args),
+        Command::Status(args) => status_command(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn render_command(args: &RenderArgs) -> Result<(), String> {
+    let instance = render::load_instance(&args.file).map_err(|e| e.to_string())?;
+    let instance = render::with_namespace(instance, args.namespace.as_deref());
+    if let Some(stage) = args
+        .stage
+        .as_deref()
+        .filter(|_| args.homeserver || args.homeserver_dir.is_some())
+    {
+        let files = render::render_homeserver(&instance, stage).map_err(|e| e.to_string())?;
+        match &args.homeserver_dir {
+            Some(dir) => render::write_homeserver_files(&files, dir).map_err(|e| e.to_string())?,
+            None => print!("{}", files.homeserver_yaml),
+        }
+        return Ok(());
+    }
+    let objects =
+        render::render_objects(&instance, args.stage.as_deref()).map_err(|e| e.to_string())?;
+    print!("{}", render::to_yaml_stream(&objects));
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))
+}
+
+fn run_command(args: RunArgs) -> Result<(), String> {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
+    match args.log_format {
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+    }
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "caduceus".into());
+    let options = Options {
+        namespace: args.namespace.clone(),
+        http_address: Some(args.http_address),
+        leader_election: args.leader_election.then(|| LeaderElection {
+            namespace: args.leader_election_namespace.clone(),
+            lease_name: args.lease_name.clone(),
+        }),
+        identity,
+    };
+    runtime()?.block_on(async move {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("connecting to the Kubernetes API (check KUBECONFIG or the in-cluster service account): {e}"))?;
+        controller::run(client, options, shutdown_signal()).await.map_err(|e| e.to_string())
+    })
+}
+
+/// Completes on SIGTERM (how Kubernetes stops a pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}
+
+fn status_command(args: StatusArgs) -> Result<(), String> {
+    runtime()?.block_on(async move {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("connecting to the Kubernetes API: {e}"))?;
+        let namespace = args
+            .namespace
+            .unwrap_or_else(|| client.default_namespace().to_owned());
+        let api: kube::Api<api::MessengerInstance> = kube::Api::namespaced(client, &namespace);
+        let instance = api.get(&args.instance).await.map_err(|e| {
+            format!(
+                "reading MessengerInstance {namespace}/{}: {e}",
+                args.instance
+            )
+        })?;
+        print!("{}", caduceus::status::describe(&instance));
+        Ok(())
+    })
 }

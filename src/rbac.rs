@@ -13,19 +13,84 @@ const MANAGE: &[&str] = &["get", "list", "watch", "create", "patch", "delete"];
 
 /// `(api group, resources, verbs, why)` for every permission.
 pub const RULES: &[(&str, &[&str], &[&str], &str)] = &[
-    ("caduceus.dev", &["messengerinstances"], &["get", "list", "watch", "patch"], "watch instances; patch adds or removes the finalizer of deletionPolicy Delete"),
-    ("caduceus.dev", &["messengerinstances/status"], &["get", "patch"], "write status through the status subresource"),
-    ("caduceus.dev", &["messengerinstances/finalizers"], &["update"], "set owner references that block the owner's deletion"),
-    ("", &["secrets"], MANAGE, "keys Secrets (created once) and the secret part of the homeserver config"),
-    ("", &["configmaps", "services", "persistentvolumeclaims"], MANAGE, "homeserver config, Services, media and database claims"),
-    ("", &["pods"], READ, "report why a stage's pods are not scheduled"),
-    ("apps", &["statefulsets", "deployments"], MANAGE, "Synapse, the managed database and Element Web"),
-    ("batch", &["jobs", "cronjobs"], MANAGE, "backups, restores and smoke tests"),
-    ("networking.k8s.io", &["ingresses", "networkpolicies"], MANAGE, "access to each stage"),
-    ("policy", &["poddisruptionbudgets"], MANAGE, "disruption budgets of each stage"),
-    ("postgresql.cnpg.io", &["clusters", "databases"], MANAGE, "the cloudnative-pg database engine"),
-    ("events.k8s.io", &["events"], &["create", "patch"], "Events on transitions"),
-    ("coordination.k8s.io", &["leases"], &["get", "create", "update", "patch"], "leader election when more than one replica runs"),
+    (
+        "caduceus.dev",
+        &["messengerinstances"],
+        &["get", "list", "watch", "patch"],
+        "watch instances; patch adds or removes the finalizer of deletionPolicy Delete",
+    ),
+    (
+        "caduceus.dev",
+        &["messengerinstances/status"],
+        &["get", "patch"],
+        "write status through the status subresource",
+    ),
+    (
+        "caduceus.dev",
+        &["messengerinstances/finalizers"],
+        &["update"],
+        "set owner references that block the owner's deletion",
+    ),
+    (
+        "",
+        &["secrets"],
+        MANAGE,
+        "keys Secrets (created once) and the secret part of the homeserver config",
+    ),
+    (
+        "",
+        &["configmaps", "services", "persistentvolumeclaims"],
+        MANAGE,
+        "homeserver config, Services, media and database claims",
+    ),
+    (
+        "",
+        &["pods"],
+        READ,
+        "report why a stage's pods are not scheduled",
+    ),
+    (
+        "apps",
+        &["statefulsets", "deployments"],
+        MANAGE,
+        "Synapse, the managed database and Element Web",
+    ),
+    (
+        "batch",
+        &["jobs", "cronjobs"],
+        MANAGE,
+        "backups, restores and smoke tests",
+    ),
+    (
+        "networking.k8s.io",
+        &["ingresses", "networkpolicies"],
+        MANAGE,
+        "access to each stage",
+    ),
+    (
+        "policy",
+        &["poddisruptionbudgets"],
+        MANAGE,
+        "disruption budgets of each stage",
+    ),
+    (
+        "postgresql.cnpg.io",
+        &["clusters", "databases"],
+        MANAGE,
+        "the cloudnative-pg database engine",
+    ),
+    (
+        "events.k8s.io",
+        &["events"],
+        &["create", "patch"],
+        "Events on transitions",
+    ),
+    (
+        "coordination.k8s.io",
+        &["leases"],
+        &["get", "create", "update", "patch"],
+        "leader election when more than one replica runs",
+    ),
 ];
 
 /// The policy rules of the operator's role.

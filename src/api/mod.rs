@@ -1,5 +1,6 @@
 //! The `MessengerInstance` API (`caduceus.dev/v1alpha1`).
 
+pub mod admission;
 mod spec;
 mod status;
 pub mod values;

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::CustomResource;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
@@ -45,7 +46,12 @@ pub const MAX_STAGE_NAME: usize = 20;
         "fieldPath": ".stages",
     },
     {
-        "rule": "self.stages.all(s, !has(s.promotion) || self.stages.map(t, t.name).indexOf(s.promotion.from) >= 0 && self.stages.map(t, t.name).indexOf(s.promotion.from) < self.stages.map(t, t.name).indexOf(s.name))",
+        "rule": "self.stages.all(s, !has(s.promotion) || self.stages.exists(t, t.name == s.promotion.from))",
+        "message": "stages[].promotion.from must name another stage of spec.stages",
+        "fieldPath": ".stages",
+    },
+    {
+        "rule": "self.stages.all(i, s, !has(s.promotion) || self.stages.exists(j, t, j < i && t.name == s.promotion.from))",
         "message": "stages[].promotion.from must name a stage listed earlier in spec.stages (for example production promotes from beta, so beta comes first)",
         "fieldPath": ".stages",
     },
@@ -63,6 +69,11 @@ pub const MAX_STAGE_NAME: usize = 20;
         "rule": "!has(self.locations) || self.locations.all(l, self.locations.exists_one(m, m.name == l.name))",
         "message": "location names must be unique within an instance",
         "fieldPath": ".locations",
+    },
+    {
+        "rule": "has(self.backups) || self.stages.all(s, !has(s.restore))",
+        "message": "stages[].restore needs spec.backups: a stage is restored from its backup repository",
+        "fieldPath": ".stages",
     },
 ]))]
 pub struct MessengerInstanceSpec {
@@ -321,6 +332,13 @@ pub struct OidcProvider {
     /// `preferred_username`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub localpart_claim: Option<String>,
+    /// Any other key of Synapse's `oidc_providers` entry (for example
+    /// `allow_existing_users` or `user_mapping_provider`), deep-merged over
+    /// the generated entry. The client secret and the typed fields above are
+    /// refused here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub settings: Option<Value>,
 }
 
 /// A reference to one key of a Secret in the instance's namespace.
@@ -351,6 +369,7 @@ pub struct Federation {
     pub mode: FederationMode,
     /// The server names federation is allowed with, for `allowlist`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
     pub allowlist: Vec<Hostname>,
 }
 
@@ -608,12 +627,16 @@ pub struct Stage {
     /// The homeserver's name, the part after the colon in every user ID.
     /// It cannot change once set: every account, room and message carries it.
     #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": super::values::HOSTNAME_RULE,
+        "message": super::values::HOSTNAME_MESSAGE,
+    }, {
         "rule": "self == oldSelf",
         "message": "serverName cannot change: it is part of every user ID, room and signature of this stage; create a new stage for a new name",
     }]))]
     pub server_name: Hostname,
     /// The location this stage runs in; anywhere if unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
     pub location: Option<String>,
     /// Places single components of this stage in other locations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -631,6 +654,26 @@ pub struct Stage {
     /// `spec.homeserver`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub homeserver: Option<StageHomeserver>,
+    /// Brings this stage up from a snapshot of its own backup repository.
+    /// Only a stage that has never been ready and whose database is empty is
+    /// restored; a restore never writes over live data. Progress shows in
+    /// `status.stages[].restore`; the field may stay after the restore
+    /// succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<StageRestore>,
+}
+
+/// A declarative restore of one stage.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StageRestore {
+    /// `latest` or a snapshot id as `caduceus backups list` shows it.
+    #[schemars(length(max = 64))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == 'latest' || self.matches('^[0-9a-f]{8,64}$')",
+        "message": "restore.snapshot must be 'latest' or a snapshot id (8 to 64 lowercase hexadecimal characters, as 'caduceus backups list' shows)",
+    }]))]
+    pub snapshot: String,
 }
 
 /// Per-component placement.
@@ -639,15 +682,19 @@ pub struct Stage {
 pub struct Placement {
     /// The location of Synapse.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
     pub synapse: Option<String>,
     /// The location of the database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
     pub database: Option<String>,
     /// The location of Element Web.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
     pub element_web: Option<String>,
     /// The location of backup and restore Jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
     pub backups: Option<String>,
 }
 
@@ -672,6 +719,7 @@ pub struct StageHomeserver {
 #[serde(rename_all = "camelCase")]
 pub struct Promotion {
     /// The stage that must have run a release first.
+    #[schemars(length(max = 20))]
     pub from: String,
     /// How long `from` must have run the release in phase Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -679,6 +727,7 @@ pub struct Promotion {
     /// Maintenance windows; a rollout starts only inside one. Any time if
     /// empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
     pub windows: Vec<Window>,
 }
 
@@ -688,12 +737,15 @@ pub struct Promotion {
 pub struct Window {
     /// Days of the week the window opens on; every day if empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 7))]
     pub days: Vec<Weekday>,
     /// Months the window opens in (1-12), for a quarterly cadence; every
     /// month if empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 12))]
     pub months: Vec<u8>,
     /// Local start time, `HH:MM`.
+    #[schemars(length(max = 5))]
     #[schemars(extend("x-kubernetes-validations" = [{
         "rule": "self.matches('^([01][0-9]|2[0-3]):[0-5][0-9]$')",
         "message": "start must be a 24-hour local time HH:MM, for example 02:00",
@@ -703,6 +755,7 @@ pub struct Window {
     pub duration: Duration,
     /// The IANA time zone of `start`, for example Europe/Berlin.
     #[serde(default = "default_time_zone")]
+    #[schemars(length(max = 64))]
     pub time_zone: String,
 }
 
@@ -744,10 +797,30 @@ pub struct ElementWeb {
     /// The default theme, `light` or `dark`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_theme: Option<String>,
-    /// Feature switches (`feature_*` keys of config.json) by name.
+    /// Feature switches (`feature_*` keys of config.json) by name; the
+    /// `feature_` prefix may be left out.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub features: BTreeMap<String, bool>,
-    /// Free-form config.json keys, merged last.
+    /// Defaults of user settings (config.json `setting_defaults`), for
+    /// example `{"UIFeature.voip": false}`; merged over the operator's
+    /// data-protection defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub setting_defaults: Option<Value>,
+    /// Hide guest access in the client (default true; the homeserver refuses
+    /// guests anyway under the hospital-baseline profile).
+    #[serde(default = "default_true")]
+    pub disable_guests: bool,
+    /// Keep users on this stage's homeserver: no field to enter another
+    /// server (default true).
+    #[serde(default = "default_true")]
+    pub disable_custom_urls: bool,
+    /// Show the Labs tab with experimental features to every user (default
+    /// false).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub show_labs_settings: bool,
+    /// Free-form config.json keys, deep-merged last: they win over every
+    /// field above.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form_object")]
     pub config: Option<Value>,
@@ -760,6 +833,10 @@ impl Default for ElementWeb {
             brand: None,
             default_theme: None,
             features: BTreeMap::new(),
+            setting_defaults: None,
+            disable_guests: true,
+            disable_custom_urls: true,
+            show_labs_settings: false,
             config: None,
         }
     }
@@ -770,7 +847,7 @@ fn default_true() -> bool {
 }
 
 /// How stages are reached.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Access {
     /// The Ingress of each stage; no Ingress if unset.
@@ -783,6 +860,19 @@ pub struct Access {
     /// the cluster if empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub admin_source_ranges: Vec<String>,
+    /// The namespaces of the ingress controller (or gateway) that forwards
+    /// traffic to the stage, for example
+    /// `{matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}`. The
+    /// NetworkPolicies let in Synapse's client port and Element Web from
+    /// pods in these namespaces (and from `allowedSourceRanges`). Every
+    /// namespace if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_namespace_selector: Option<LabelSelector>,
+    /// The namespaces whose pods may scrape Synapse's metrics port (the
+    /// monitoring stack's). Default: namespaces labelled
+    /// `caduceus.dev/monitoring: "true"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_namespace_selector: Option<LabelSelector>,
 }
 
 /// An Ingress per stage.

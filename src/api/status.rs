@@ -4,6 +4,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::spec::DatabaseEngine;
+
 /// The observed state of a MessengerInstance.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -48,6 +50,87 @@ pub struct StageStatus {
     /// recorded, the operator never mints another identity for the stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key_id: Option<String>,
+    /// The database engine the stage was provisioned with. Changing
+    /// `spec.database.engine` afterwards is refused: it needs a migration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_engine: Option<DatabaseEngine>,
+    /// The stage's last backup and last successful backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backups: Option<BackupStatus>,
+    /// The progress of the restore declared in `stages[].restore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreStatus>,
+}
+
+/// A stage's backups, as the backup Jobs reported them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupStatus {
+    /// When the last backup finished, successfully or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_time: Option<Time>,
+    /// How the last backup ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_result: Option<BackupResult>,
+    /// The Job that ran the last backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_job: Option<String>,
+    /// What the last backup reported: its warning or why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<String>,
+    /// When the last successful backup finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_time: Option<Time>,
+    /// The restic snapshot id of the last successful backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_snapshot: Option<String>,
+}
+
+/// How a backup ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum BackupResult {
+    Succeeded,
+    Failed,
+}
+
+/// The progress of a declared restore.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreStatus {
+    /// The snapshot asked for in `stages[].restore.snapshot`.
+    pub requested: String,
+    /// Pending, Running, Succeeded, Failed or Refused.
+    pub phase: RestorePhase,
+    /// The snapshot id that was restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// The restore Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// What happened, and what to do when the restore did not succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the restore finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+}
+
+/// Where a restore is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RestorePhase {
+    /// Declared; the restore Job is about to start. Synapse is held stopped.
+    #[default]
+    Pending,
+    /// The restore Job runs. Synapse is held stopped.
+    Running,
+    /// The database, media and keys are back; Synapse starts.
+    Succeeded,
+    /// The restore Job failed; the message says why. Synapse stays stopped
+    /// until the restore is fixed or removed from the spec.
+    Failed,
+    /// Not restored, because the stage has data: a restore never writes over
+    /// live data. Nothing was changed.
+    Refused,
 }
 
 /// A stage's phase.

@@ -9,16 +9,19 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
 /// A string schema carrying one CEL rule and the message shown when it fails.
-fn string_with_rule(description: &str, rule: &str, message: &str) -> Schema {
+fn string_with_rule(description: &str, max_length: u32, rule: &str, message: &str) -> Schema {
     json_schema!({
         "type": "string",
         "description": description,
+        // A bound on the length keeps the CEL rule's estimated cost within
+        // the API server's budget.
+        "maxLength": max_length,
         "x-kubernetes-validations": [{"rule": rule, "message": message}],
     })
 }
 
 macro_rules! string_value {
-    ($(#[$doc:meta])* $name:ident, $description:expr, $rule:expr, $message:expr) => {
+    ($(#[$doc:meta])* $name:ident, $description:expr, $max_length:expr, $rule:expr, $message:expr) => {
         $(#[$doc])*
         #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
@@ -50,7 +53,7 @@ macro_rules! string_value {
                 true
             }
             fn json_schema(_: &mut SchemaGenerator) -> Schema {
-                string_with_rule($description, $rule, $message)
+                string_with_rule($description, $max_length, $rule, $message)
             }
         }
     };
@@ -64,6 +67,7 @@ string_value!(
     /// A duration such as `90d`, `168h` or `30m` (units ms, s, m, h, d, w, y).
     Duration,
     "A duration: a whole number and one unit of ms, s, m, h, d, w or y, for example 90d, 168h or 30m.",
+    16,
     "self.matches('^[0-9]+(ms|s|m|h|d|w|y)$')",
     "must be a duration: a whole number and one unit of ms, s, m, h, d, w or y, for example 90d, 168h or 30m"
 );
@@ -72,6 +76,7 @@ string_value!(
     /// A storage size in Kubernetes quantity notation, such as `20Gi`.
     StorageSize,
     "A storage size in Kubernetes quantity notation, for example 20Gi or 500Mi.",
+    32,
     "self.matches('^[0-9]+(\\\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$')",
     "must be a storage size such as 20Gi, 500Mi or 1Ti"
 );
@@ -80,6 +85,7 @@ string_value!(
     /// A release version tag such as `v1.163.2`.
     Version,
     "A release tag: v, then major.minor.patch, for example v1.163.2 (an rc suffix such as v1.164.0rc1 is allowed).",
+    32,
     "self.matches('^v[0-9]+\\\\.[0-9]+\\\\.[0-9]+(rc[0-9]+)?$')",
     "must be a release tag such as v1.163.2"
 );
@@ -88,9 +94,16 @@ string_value!(
     /// A DNS host name, such as `messenger.example.org`.
     Hostname,
     "A fully qualified DNS host name, for example messenger.example.org.",
-    "self.size() <= 253 && self.matches('^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\\\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$')",
-    "must be a lowercase DNS host name such as messenger.example.org"
+    253,
+    HOSTNAME_RULE,
+    HOSTNAME_MESSAGE
 );
+
+/// The CEL rule of a host name, also used where a field adds rules of its own.
+pub const HOSTNAME_RULE: &str = "self.size() <= 253 && self.matches('^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\\\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$')";
+/// The message of `HOSTNAME_RULE`.
+pub const HOSTNAME_MESSAGE: &str =
+    "must be a lowercase DNS host name such as messenger.example.org";
 
 impl Duration {
     /// The duration in milliseconds; `None` when the text is not a duration.

@@ -1,16 +1,46 @@
 //! The homeserver configuration of a stage: `homeserver.yaml` (no secrets),
 //! the log config, and `secrets.yaml` (the secret part). Synapse is started
 //! with `-c homeserver.yaml -c secrets.yaml`.
+//!
+//! Synapse merges several `-c` files only at the top level (a later file's
+//! key replaces the earlier one's), so every top-level key lives wholly in
+//! one file: `database` (it carries the password) and the generated secrets
+//! are only in `secrets.yaml`; everything else only in `homeserver.yaml`.
+//!
+//! `homeserver.yaml` is built in layers, each deep-merged over the one
+//! before (objects merge by key, lists and scalars are replaced, `null`
+//! removes a key):
+//! 1. what Synapse requires a choice on (`report_stats: false`);
+//! 2. the data-protection profile (`hospital-baseline` or `none`);
+//! 3. the typed fields (encryption, retention, session lifetime,
+//!    registration, federation), with a stage's overrides applied over the
+//!    instance's;
+//! 4. `spec.homeserver.settings`, then the stage's `homeserver.settings`;
+//! 5. what the operator owns (server name, listeners, paths), which
+//!    `settings` may not touch (validation refuses it; applied last so that
+//!    it holds regardless).
 
-use serde_json::{Value, json};
+mod merge;
+pub mod owned;
+mod profile;
+pub mod synapse_keys;
+
+use serde_json::{Map, Value, json};
 use thiserror::Error;
 
-use crate::api::{MessengerInstanceSpec, Stage};
+use crate::api::{
+    Duration, Encryption, Federation, FederationMode, MessengerInstanceSpec, OidcProvider, Profile,
+    Registration, RegistrationMode, Retention, Stage,
+};
+use crate::validate::{ValidationError, homeserver_problems};
 
 use super::database::DatabaseConnection;
-use super::keys::StageSecrets;
+use super::keys::{SIGNING_KEY, StageSecrets};
 
-/// The port of the client (and, when federation is on, federation) listener.
+pub use merge::deep_merge;
+pub use profile::{BASELINE_MAX_LIFETIME, BASELINE_PURGE_INTERVAL, BASELINE_SESSION_LIFETIME};
+
+/// The port of the client listener (which also serves the admin API).
 pub const CLIENT_PORT: i32 = 8008;
 /// The port of the federation listener, when federation is on.
 pub const FEDERATION_PORT: i32 = 8448;
@@ -22,6 +52,9 @@ pub const CONFIG_DIR: &str = "/config";
 pub const SECRET_CONFIG_DIR: &str = "/secrets/config";
 /// Where the keys Secret's signing key is mounted.
 pub const KEYS_DIR: &str = "/secrets/keys";
+/// Where each OIDC provider's client secret is mounted:
+/// `OIDC_SECRETS_DIR/<provider id>/<key>`.
+pub const OIDC_SECRETS_DIR: &str = "/secrets/oidc";
 /// Where the media volume is mounted.
 pub const MEDIA_DIR: &str = "/media";
 /// A writable scratch directory (the root file system is read-only).
@@ -56,8 +89,8 @@ impl std::fmt::Debug for HomeserverFiles {
 /// names the field and the fix.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum HomeserverError {
-    #[error("{field}: {problem}")]
-    Invalid { field: String, problem: String },
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<ValidationError>),
 }
 
 /// Builds the configuration files of one stage.
@@ -67,66 +100,350 @@ pub fn homeserver_files(
     database: &DatabaseConnection,
     secrets: &StageSecrets,
 ) -> Result<HomeserverFiles, HomeserverError> {
-    let config = json!({
-        "server_name": stage.server_name.as_str(),
-        "public_baseurl": format!("https://{}/", stage.server_name),
-        "pid_file": format!("{TMP_DIR}/homeserver.pid"),
-        "listeners": [{
-            "port": CLIENT_PORT,
-            "type": "http",
-            "x_forwarded": true,
-            "bind_addresses": ["0.0.0.0"],
-            "resources": [{"names": ["client"], "compress": false}],
-        }],
-        "database": {
-            "name": "psycopg2",
-            "args": {
-                "host": database.host,
-                "port": database.port,
-                "dbname": database.database,
-                "user": database.user,
-                "cp_min": 5,
-                "cp_max": 10,
-            },
-        },
-        "media_store_path": MEDIA_DIR,
-        "signing_key_path": format!("{KEYS_DIR}/signing.key"),
-        "log_config": format!("{CONFIG_DIR}/{LOG_CONFIG_FILE}"),
-        "report_stats": false,
-        "trusted_key_servers": [],
-        "suppress_key_server_warning": true,
-    });
-    let _ = spec;
-    let secret_part = json!({
-        "registration_shared_secret": secrets.registration_shared_secret,
-        "macaroon_secret_key": secrets.macaroon_secret_key,
-        "form_secret": secrets.form_secret,
-        "database": {
-            "name": "psycopg2",
-            "args": {
-                "host": database.host,
-                "port": database.port,
-                "dbname": database.database,
-                "user": database.user,
-                "password": secrets.database_password,
-                "cp_min": 5,
-                "cp_max": 10,
-            },
-        },
-    });
+    let problems = homeserver_problems(spec, stage);
+    if !problems.is_empty() {
+        return Err(HomeserverError::Invalid(problems));
+    }
+    let header = format!(
+        "# homeserver.yaml of stage {stage} ({server}), generated by caduceus; do not edit.\n\
+         # Synapse reads it with {SECRET_CONFIG_DIR}/{SECRETS_FILE}, which holds `database` and the secrets.\n",
+        stage = stage.name,
+        server = stage.server_name,
+    );
     Ok(HomeserverFiles {
-        homeserver_yaml: to_yaml(&config),
+        homeserver_yaml: format!("{header}{}", to_yaml(&homeserver_config(spec, stage))),
         log_yaml: to_yaml(&log_config()),
-        secrets_yaml: to_yaml(&secret_part),
+        secrets_yaml: to_yaml(&secret_config(database, secrets)),
     })
 }
 
-/// Synapse's logging config: structured lines on stdout.
+/// The complete `homeserver.yaml` of a stage, as a JSON value.
+pub fn homeserver_config(spec: &MessengerInstanceSpec, stage: &Stage) -> Value {
+    let view = effective(spec, stage);
+    let mut config = json!({
+        // Synapse refuses to start until this is chosen; nothing phones home.
+        "report_stats": false,
+    });
+    deep_merge(&mut config, &profile::profile_layer(view.profile));
+    deep_merge(&mut config, &typed_layer(&view));
+    for settings in &view.settings {
+        deep_merge(&mut config, settings);
+    }
+    deep_merge(&mut config, &owned_layer(stage, view.federation_listener()));
+    config
+}
+
+/// The homeserver settings in force on one stage: the instance's, with the
+/// stage's overrides applied.
+#[derive(Clone, Debug)]
+pub struct EffectiveHomeserver<'a> {
+    pub profile: Profile,
+    pub encryption: Option<&'a Encryption>,
+    pub retention: Option<Retention>,
+    pub session_lifetime: Option<&'a Duration>,
+    pub registration: Option<&'a Registration>,
+    pub federation: Option<&'a Federation>,
+    /// Free-form settings in merge order: the instance's, then the stage's.
+    pub settings: Vec<&'a Value>,
+}
+
+impl EffectiveHomeserver<'_> {
+    /// The federation mode; `closed` when unset.
+    pub fn federation_mode(&self) -> FederationMode {
+        self.federation.map(|f| f.mode).unwrap_or_default()
+    }
+
+    /// Whether the stage runs a federation listener.
+    pub fn federation_listener(&self) -> bool {
+        self.federation_mode() != FederationMode::Closed
+    }
+}
+
+/// The homeserver settings in force on a stage.
+pub fn effective<'a>(spec: &'a MessengerInstanceSpec, stage: &'a Stage) -> EffectiveHomeserver<'a> {
+    let instance = &spec.homeserver;
+    let overrides = stage.homeserver.as_ref();
+    EffectiveHomeserver {
+        profile: instance.profile,
+        encryption: instance.encryption.as_ref(),
+        retention: effective_retention(spec, stage),
+        session_lifetime: overrides
+            .and_then(|o| o.session_lifetime.as_ref())
+            .or(instance.session_lifetime.as_ref()),
+        registration: instance.registration.as_ref(),
+        federation: instance.federation.as_ref(),
+        settings: [
+            instance.settings.as_ref(),
+            overrides.and_then(|o| o.settings.as_ref()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    }
+}
+
+/// The retention policy in force on a stage: each field of the stage's
+/// override replaces the instance's.
+pub fn effective_retention(spec: &MessengerInstanceSpec, stage: &Stage) -> Option<Retention> {
+    let instance = spec.homeserver.retention.as_ref();
+    let stage = stage.homeserver.as_ref().and_then(|o| o.retention.as_ref());
+    match (instance, stage) {
+        (None, None) => None,
+        (Some(only), None) | (None, Some(only)) => Some(only.clone()),
+        (Some(base), Some(over)) => Some(Retention {
+            enabled: over.enabled.or(base.enabled),
+            default_max_lifetime: over
+                .default_max_lifetime
+                .clone()
+                .or_else(|| base.default_max_lifetime.clone()),
+            allowed_min_lifetime: over
+                .allowed_min_lifetime
+                .clone()
+                .or_else(|| base.allowed_min_lifetime.clone()),
+            allowed_max_lifetime: over
+                .allowed_max_lifetime
+                .clone()
+                .or_else(|| base.allowed_max_lifetime.clone()),
+            purge_interval: over
+                .purge_interval
+                .clone()
+                .or_else(|| base.purge_interval.clone()),
+        }),
+    }
+}
+
+/// Whether a stage runs a federation listener: only when federation is
+/// allow-listed or open.
+pub fn federation_listener(spec: &MessengerInstanceSpec, stage: &Stage) -> bool {
+    effective(spec, stage).federation_listener()
+}
+
+/// The Secret keys each OIDC provider's client secret is mounted from, as
+/// `(Secret name, key, file path)`; mount each key at its path (for example
+/// a Secret volume at `/secrets/oidc/<id>` with `items: [{key, path: key}]`).
+pub fn oidc_secret_mounts(spec: &MessengerInstanceSpec) -> Vec<(String, String, String)> {
+    let Some(registration) = &spec.homeserver.registration else {
+        return Vec::new();
+    };
+    if registration.mode != RegistrationMode::Sso {
+        return Vec::new();
+    }
+    registration
+        .oidc_providers
+        .iter()
+        .filter_map(|provider| {
+            let reference = provider.client_secret_ref.as_ref()?;
+            Some((
+                reference.name.clone(),
+                reference.key.clone(),
+                oidc_secret_path(provider)?,
+            ))
+        })
+        .collect()
+}
+
+fn oidc_secret_path(provider: &OidcProvider) -> Option<String> {
+    let reference = provider.client_secret_ref.as_ref()?;
+    Some(format!(
+        "{OIDC_SECRETS_DIR}/{}/{}",
+        provider.id, reference.key
+    ))
+}
+
+/// A duration as Synapse reads it: Synapse's parser knows no `ms` unit, so
+/// milliseconds become a bare number (which Synapse takes as milliseconds).
+pub fn synapse_duration(duration: &Duration) -> Value {
+    match duration.0.strip_suffix("ms") {
+        Some(_) => duration
+            .millis()
+            .map_or_else(|| json!(duration.0), |ms| json!(ms)),
+        None => json!(duration.0),
+    }
+}
+
+/// The keys the typed fields set.
+fn typed_layer(view: &EffectiveHomeserver<'_>) -> Value {
+    let mut layer = Map::new();
+    if let Some(encryption) = view.encryption {
+        let room_types = if encryption.enforce { "all" } else { "off" };
+        layer.insert(
+            "encryption_enabled_by_default_for_room_type".into(),
+            json!(room_types),
+        );
+    }
+    if let Some(retention) = &view.retention {
+        layer.insert("retention".into(), retention_section(retention));
+    }
+    if let Some(lifetime) = view.session_lifetime {
+        layer.insert("session_lifetime".into(), synapse_duration(lifetime));
+    }
+    // Registration and federation are closed when unset, on every profile:
+    // the StatefulSet has no federation listener then either.
+    let closed = Registration::default();
+    let registration = view.registration.unwrap_or(&closed);
+    match registration.mode {
+        RegistrationMode::Closed => {
+            layer.insert("enable_registration".into(), json!(false));
+        }
+        RegistrationMode::Token => {
+            layer.insert("enable_registration".into(), json!(true));
+            layer.insert("registration_requires_token".into(), json!(true));
+        }
+        RegistrationMode::Sso => {
+            // SSO logins create accounts on their own; open registration
+            // would let anyone in besides.
+            layer.insert("enable_registration".into(), json!(false));
+            layer.insert(
+                "oidc_providers".into(),
+                registration
+                    .oidc_providers
+                    .iter()
+                    .map(oidc_provider)
+                    .collect(),
+            );
+        }
+    }
+    match view.federation_mode() {
+        // An empty whitelist blocks federation with every server.
+        FederationMode::Closed => {
+            layer.insert("federation_domain_whitelist".into(), json!([]));
+        }
+        FederationMode::Allowlist => {
+            let allowed: Vec<&str> = view.federation.map_or(Vec::new(), |f| {
+                f.allowlist.iter().map(|host| host.as_str()).collect()
+            });
+            layer.insert("federation_domain_whitelist".into(), json!(allowed));
+        }
+        FederationMode::Open => {}
+    }
+    Value::Object(layer)
+}
+
+fn retention_section(retention: &Retention) -> Value {
+    let Retention {
+        enabled,
+        default_max_lifetime,
+        allowed_min_lifetime,
+        allowed_max_lifetime,
+        purge_interval,
+    } = retention;
+    // Writing any retention field means retention is wanted, unless it says
+    // `enabled: false`.
+    let mut section = json!({"enabled": enabled.unwrap_or(true)});
+    if let Some(max) = default_max_lifetime {
+        section["default_policy"] = json!({"max_lifetime": synapse_duration(max)});
+    }
+    if let Some(min) = allowed_min_lifetime {
+        section["allowed_lifetime_min"] = synapse_duration(min);
+    }
+    if let Some(max) = allowed_max_lifetime {
+        section["allowed_lifetime_max"] = synapse_duration(max);
+    }
+    if let Some(interval) = purge_interval {
+        section["purge_jobs"] = json!([{"interval": synapse_duration(interval)}]);
+    }
+    section
+}
+
+fn oidc_provider(provider: &OidcProvider) -> Value {
+    let mut scopes = vec!["openid".to_owned()];
+    for scope in &provider.scopes {
+        if !scopes.contains(scope) {
+            scopes.push(scope.clone());
+        }
+    }
+    let claim = provider
+        .localpart_claim
+        .as_deref()
+        .unwrap_or("preferred_username");
+    let mut entry = json!({
+        "idp_id": provider.id,
+        "idp_name": provider.name.as_deref().unwrap_or(&provider.id),
+        "issuer": provider.issuer,
+        "client_id": provider.client_id,
+        "scopes": scopes,
+        "user_mapping_provider": {"config": {"localpart_template": format!("{{{{ user.{claim} }}}}")}},
+    });
+    if let Some(path) = oidc_secret_path(provider) {
+        entry["client_secret_path"] = json!(path);
+    }
+    if let Some(settings) = &provider.settings {
+        deep_merge(&mut entry, settings);
+    }
+    entry
+}
+
+/// What the operator derives from the stage and the pod.
+fn owned_layer(stage: &Stage, federation: bool) -> Value {
+    let mut listeners = vec![json!({
+        "port": CLIENT_PORT,
+        "type": "http",
+        "tls": false,
+        // TLS ends at the ingress; client addresses come from X-Forwarded-For.
+        "x_forwarded": true,
+        "bind_addresses": ["0.0.0.0"],
+        "resources": [{"names": ["client"], "compress": false}],
+    })];
+    if federation {
+        listeners.push(json!({
+            "port": FEDERATION_PORT,
+            "type": "http",
+            "tls": false,
+            "x_forwarded": true,
+            "bind_addresses": ["0.0.0.0"],
+            // `federation` also serves the server keys (/_matrix/key).
+            "resources": [{"names": ["federation"], "compress": false}],
+        }));
+    }
+    listeners.push(json!({
+        "port": METRICS_PORT,
+        "type": "metrics",
+        "bind_addresses": ["0.0.0.0"],
+    }));
+    json!({
+        "server_name": stage.server_name.as_str(),
+        "public_baseurl": format!("https://{}/", stage.server_name),
+        "listeners": listeners,
+        "enable_metrics": true,
+        "pid_file": format!("{TMP_DIR}/homeserver.pid"),
+        "media_store_path": MEDIA_DIR,
+        "signing_key_path": format!("{KEYS_DIR}/{SIGNING_KEY}"),
+        "log_config": format!("{CONFIG_DIR}/{LOG_CONFIG_FILE}"),
+    })
+}
+
+/// The secret part: the generated secrets and the whole `database` section
+/// (Synapse would replace, not merge, a `database` split over two files).
+fn secret_config(database: &DatabaseConnection, secrets: &StageSecrets) -> Value {
+    let mut args = json!({
+        "host": database.host,
+        "port": database.port,
+        "dbname": database.database,
+        "user": database.user,
+        "password": secrets.database_password,
+        "cp_min": 5,
+        "cp_max": 10,
+    });
+    if let Some(mode) = &database.ssl_mode {
+        args["sslmode"] = json!(mode);
+    }
+    json!({
+        "registration_shared_secret": secrets.registration_shared_secret,
+        "macaroon_secret_key": secrets.macaroon_secret_key,
+        "form_secret": secrets.form_secret,
+        "database": {"name": "psycopg2", "args": args},
+    })
+}
+
+/// Synapse's logging config: plain lines on stdout. `synapse.storage.SQL`
+/// stays at INFO: at DEBUG it logs statements with their arguments, which
+/// include message content and tokens.
 fn log_config() -> Value {
     json!({
         "version": 1,
         "formatters": {"precise": {"format": "%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - %(request)s - %(message)s"}},
-        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "precise"}},
+        "filters": {"context": {"()": "synapse.logging.context.LoggingContextFilter", "request": ""}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "precise", "filters": ["context"]}},
         "loggers": {"synapse.storage.SQL": {"level": "INFO"}},
         "root": {"level": "INFO", "handlers": ["console"]},
         "disable_existing_loggers": false,
@@ -137,3 +454,6 @@ fn log_config() -> Value {
 pub fn to_yaml(value: &Value) -> String {
     serde_saphyr::to_string(value).expect("JSON values always serialize to YAML")
 }
+
+#[cfg(test)]
+mod tests;

@@ -74,9 +74,8 @@ impl StageSecrets {
         let mut seed = [0u8; 32];
         rng.fill(&mut seed);
         let key_id: String = (0..4).map(|_| rng.sample(Alphanumeric) as char).collect();
-        let mut token = |len: usize| -> String {
-            (0..len).map(|_| rng.sample(Alphanumeric) as char).collect()
-        };
+        let mut token =
+            |len: usize| -> String { (0..len).map(|_| rng.sample(Alphanumeric) as char).collect() };
         Self {
             signing_key: format!("ed25519 a_{key_id} {}", STANDARD_NO_PAD.encode(seed)),
             registration_shared_secret: token(64),
@@ -113,7 +112,8 @@ impl StageSecrets {
     }
 
     fn data(&self) -> BTreeMap<String, ByteString> {
-        let entry = |key: &str, value: &str| (key.to_owned(), ByteString(value.as_bytes().to_vec()));
+        let entry =
+            |key: &str, value: &str| (key.to_owned(), ByteString(value.as_bytes().to_vec()));
         BTreeMap::from([
             entry(SIGNING_KEY, &self.signing_key),
             entry(REGISTRATION_SHARED_SECRET, &self.registration_shared_secret),
@@ -177,7 +177,10 @@ mod tests {
         assert_eq!(StageSecrets::from_secret(&secret).unwrap(), secrets);
         let mut partial = secret.clone();
         partial.data.as_mut().unwrap().remove(FORM_SECRET);
-        assert_eq!(StageSecrets::from_secret(&partial).unwrap_err(), vec![FORM_SECRET]);
+        assert_eq!(
+            StageSecrets::from_secret(&partial).unwrap_err(),
+            vec![FORM_SECRET]
+        );
     }
 
     #[test]

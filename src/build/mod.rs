@@ -2,15 +2,22 @@
 //! here talks to a cluster, so `caduceus render` and the controller build the
 //! very same objects.
 
+pub mod backup;
 pub mod database;
+pub mod element;
 pub mod homeserver;
 pub mod keys;
 pub mod names;
+pub mod network;
+pub mod placement;
 pub mod pod;
 pub mod synapse;
+pub mod well_known;
 
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 use kube::api::{ApiResource, DynamicObject};
@@ -23,6 +30,7 @@ use crate::api::{MessengerInstance, Release, Stage};
 use self::homeserver::HomeserverError;
 use self::keys::StageSecrets;
 use self::names::{DESIRED_HASH_ANNOTATION, StageNames};
+use self::network::NetworkError;
 
 /// Why the desired objects of a stage cannot be built.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -33,8 +41,22 @@ pub enum BuildError {
         #[source]
         source: HomeserverError,
     },
-    #[error("metadata.namespace is not set; render needs the instance's namespace (set it in the file or pass --namespace)")]
+    #[error(
+        "metadata.namespace is not set; render needs the instance's namespace (set it in the file or pass --namespace)"
+    )]
     MissingNamespace,
+    #[error("stage {stage}: {source}")]
+    Network {
+        stage: String,
+        #[source]
+        source: NetworkError,
+    },
+    #[error("stage {stage}: {source}")]
+    Backup {
+        stage: String,
+        #[source]
+        source: backup::BackupError,
+    },
 }
 
 /// What the builder needs to know about one stage beyond the spec.
@@ -57,6 +79,19 @@ pub struct StageResources {
     pub synapse: StatefulSet,
     pub synapse_service: Service,
     pub media: PersistentVolumeClaim,
+    /// Element Web's ConfigMap, Deployment and Service; none when
+    /// `clients.elementWeb.enabled` is false.
+    pub element_config: Option<ConfigMap>,
+    pub element_web: Option<Deployment>,
+    pub element_service: Option<Service>,
+    pub ingresses: Vec<Ingress>,
+    pub network_policies: Vec<NetworkPolicy>,
+    pub disruption_budgets: Vec<PodDisruptionBudget>,
+    /// The database objects of the stage's engine.
+    pub database: database::DatabaseResources,
+    /// The backup scripts, repository claim and CronJob; none without
+    /// `spec.backups`.
+    pub backups: backup::BackupResources,
 }
 
 /// Whether an object goes away with the instance.
@@ -88,13 +123,39 @@ impl Child {
         value["apiVersion"] = resource.api_version.clone().into();
         value["kind"] = resource.kind.clone().into();
         let hash = content_hash(&value);
-        let mut object: DynamicObject = serde_json::from_value(value).expect("an object with metadata");
+        let mut object: DynamicObject =
+            serde_json::from_value(value).expect("an object with metadata");
         object
             .metadata
             .annotations
             .get_or_insert_with(Default::default)
             .insert(DESIRED_HASH_ANNOTATION.to_owned(), hash);
-        Self { resource, object, ownership }
+        Self {
+            resource,
+            object,
+            ownership,
+        }
+    }
+
+    /// An untyped object (a kind of another operator's CRD, such as
+    /// CloudNativePG's Cluster) as a child, stamped like `new` does.
+    pub fn dynamic(resource: ApiResource, mut object: DynamicObject, ownership: Ownership) -> Self {
+        object.types = Some(kube::api::TypeMeta {
+            api_version: resource.api_version.clone(),
+            kind: resource.kind.clone(),
+        });
+        let value = serde_json::to_value(&object).expect("Kubernetes objects serialize");
+        let hash = content_hash(&value);
+        object
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(DESIRED_HASH_ANNOTATION.to_owned(), hash);
+        Self {
+            resource,
+            object,
+            ownership,
+        }
     }
 
     /// `Kind/name`, for messages.
@@ -123,14 +184,57 @@ impl StageResources {
             synapse,
             synapse_service,
             media,
+            element_config,
+            element_web,
+            element_service,
+            ingresses,
+            network_policies,
+            disruption_budgets,
+            database,
+            backups,
         } = self;
-        vec![
+        let database::DatabaseResources {
+            stateful_set: database_set,
+            service: database_service,
+            claim: database_claim,
+            cluster: database_cluster,
+            credentials: database_credentials,
+        } = database;
+        let backup::BackupResources {
+            scripts: backup_scripts,
+            repository: backup_repository,
+            schedule: backup_schedule,
+        } = backups;
+        // NetworkPolicies first, so no pod of the stage ever runs unguarded.
+        let mut children: Vec<Child> = network_policies
+            .into_iter()
+            .map(|policy| Child::new(policy, Ownership::Owned))
+            .collect();
+        // The database before Synapse, which connects to it. Claims and the
+        // CloudNativePG Cluster (whose volumes go with it) hold data.
+        children.extend(database_claim.map(|c| Child::new(c, Ownership::Retained)));
+        children.extend(database_credentials.map(|s| Child::new(s, Ownership::Retained)));
+        children.extend(database_cluster.map(|c| {
+            Child::dynamic(database::cloudnative_pg_cluster_resource(), c, Ownership::Retained)
+        }));
+        children.extend(database_service.map(|s| Child::new(s, Ownership::Owned)));
+        children.extend(database_set.map(|s| Child::new(s, Ownership::Owned)));
+        children.extend([
             Child::new(media, Ownership::Retained),
             Child::new(homeserver_config, Ownership::Owned),
             Child::new(homeserver_secret, Ownership::Owned),
             Child::new(synapse_service, Ownership::Owned),
             Child::new(synapse, Ownership::Owned),
-        ]
+        ]);
+        children.extend(element_config.map(|c| Child::new(c, Ownership::Owned)));
+        children.extend(element_service.map(|s| Child::new(s, Ownership::Owned)));
+        children.extend(element_web.map(|d| Child::new(d, Ownership::Owned)));
+        children.extend(disruption_budgets.into_iter().map(|b| Child::new(b, Ownership::Owned)));
+        children.extend(ingresses.into_iter().map(|i| Child::new(i, Ownership::Owned)));
+        children.extend(backup_repository.map(|c| Child::new(c, Ownership::Retained)));
+        children.extend(backup_scripts.map(|c| Child::new(c, Ownership::Owned)));
+        children.extend(backup_schedule.map(|c| Child::new(c, Ownership::Owned)));
+        children
     }
 }
 
@@ -141,20 +245,68 @@ pub fn owner_reference(instance: &MessengerInstance) -> Option<OwnerReference> {
 }
 
 /// Builds the objects of one stage.
-pub fn build_stage(instance: &MessengerInstance, inputs: &StageInputs<'_>) -> Result<StageResources, BuildError> {
-    let namespace = instance.metadata.namespace.as_deref().ok_or(BuildError::MissingNamespace)?;
+pub fn build_stage(
+    instance: &MessengerInstance,
+    inputs: &StageInputs<'_>,
+) -> Result<StageResources, BuildError> {
+    let namespace = instance
+        .metadata
+        .namespace
+        .as_deref()
+        .ok_or(BuildError::MissingNamespace)?;
     let instance_name = instance.metadata.name.as_deref().unwrap_or_default();
     let spec = &instance.spec;
     let names = StageNames::new(instance_name, &inputs.stage.name);
     let connection = database::connection(spec, &names);
-    let files = homeserver::homeserver_files(spec, inputs.stage, &connection, inputs.secrets).map_err(|source| {
-        BuildError::Homeserver {
+    let files = homeserver::homeserver_files(spec, inputs.stage, &connection, inputs.secrets)
+        .map_err(|source| BuildError::Homeserver {
             stage: inputs.stage.name.clone(),
             source,
-        }
-    })?;
+        })?;
     let federation = federation_enabled(instance, inputs.stage);
     let hash = synapse::config_hash(&files);
+    let stage = inputs.stage;
+    let network_error = |source| BuildError::Network {
+        stage: stage.name.clone(),
+        source,
+    };
+    let network = network::NetworkInputs {
+        names: &names,
+        namespace,
+        spec,
+        stage,
+        federation,
+    };
+    let element_config = spec
+        .clients
+        .element_web
+        .enabled
+        .then(|| element::config_map(&names, namespace, spec, stage, federation));
+    let element_web = element_config.as_ref().map(|config| {
+        element::deployment(&element::ElementInputs {
+            names: &names,
+            namespace,
+            spec,
+            stage,
+            version: inputs.release.element_web.as_str(),
+            config,
+        })
+    });
+    let one_at_a_time = placement::Budget::MaxUnavailable(1);
+    let mut disruption_budgets = vec![placement::disruption_budget(
+        &names,
+        namespace,
+        synapse::COMPONENT,
+        one_at_a_time,
+    )];
+    if element_web.is_some() {
+        disruption_budgets.push(placement::disruption_budget(
+            &names,
+            namespace,
+            element::COMPONENT,
+            one_at_a_time,
+        ));
+    }
     Ok(StageResources {
         homeserver_config: synapse::config_map(&names, namespace, &files),
         homeserver_secret: synapse::config_secret(&names, namespace, &files),
@@ -165,9 +317,29 @@ pub fn build_stage(instance: &MessengerInstance, inputs: &StageInputs<'_>) -> Re
             version: inputs.release.synapse.as_str(),
             config_hash: &hash,
             federation,
+            placement: placement::pod_placement(
+                spec,
+                stage,
+                placement::Component::Synapse,
+                &names.selector(synapse::COMPONENT),
+            ),
         }),
         synapse_service: synapse::service(&names, namespace, federation),
         media: synapse::media_claim(&names, namespace, spec),
+        element_service: element_web
+            .is_some()
+            .then(|| element::service(&names, namespace)),
+        element_config,
+        element_web,
+        ingresses: network::ingresses(&network).map_err(network_error)?,
+        network_policies: network::network_policies(&network).map_err(network_error)?,
+        disruption_budgets,
+        database: database::resources(spec, stage, &names, namespace, inputs.secrets),
+        backups: backup::resources(backup::BackupInputs::new(spec, stage, &names, namespace))
+            .map_err(|source| BuildError::Backup {
+                stage: stage.name.clone(),
+                source,
+            })?,
     })
 }
 

@@ -21,6 +21,16 @@ pub const DESIRED_HASH_ANNOTATION: &str = "caduceus.dev/desired-hash";
 /// pods roll only when it changes.
 pub const CONFIG_HASH_ANNOTATION: &str = "caduceus.dev/config-hash";
 
+/// Component label values that more than one builder refers to: the
+/// workloads set them and the NetworkPolicies select them.
+pub const DATABASE_COMPONENT: &str = "database";
+/// Backup and restore Jobs.
+pub const BACKUP_COMPONENT: &str = "backup";
+/// The smoke-test Job run after a rollout; it talks to Synapse's client port.
+pub const SMOKE_TEST_COMPONENT: &str = "smoke-test";
+/// The label CloudNativePG puts on every pod of a `Cluster`.
+pub const CNPG_CLUSTER_LABEL: &str = "cnpg.io/cluster";
+
 /// The names of one stage's objects.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StageNames {
@@ -73,6 +83,65 @@ impl StageNames {
     pub fn database_data(&self) -> String {
         self.with("db-data")
     }
+    /// The basic-auth Secret CloudNativePG creates the `synapse` role with.
+    pub fn database_credentials(&self) -> String {
+        self.with("db-credentials")
+    }
+    /// The backup CronJob (at most 52 characters, as CronJobs allow).
+    pub fn backup(&self) -> String {
+        self.with("backup")
+    }
+    /// A one-off backup Job, for example `…-backup-v1-163-2` before an
+    /// upgrade to v1.163.2.
+    pub fn backup_job(&self, suffix: &str) -> String {
+        self.with(&format!("backup-{suffix}"))
+    }
+    /// The volume claim holding the stage's restic repository.
+    pub fn backup_repository(&self) -> String {
+        self.with("backup-repository")
+    }
+    /// The ConfigMap with the backup and restore scripts.
+    pub fn backup_scripts(&self) -> String {
+        self.with("backup-scripts")
+    }
+    /// The restore Job of one requested snapshot.
+    pub fn restore_job(&self, suffix: &str) -> String {
+        self.with(&format!("restore-{suffix}"))
+    }
+
+    /// Element Web's Deployment, Service and ConfigMap (config.json and the
+    /// `.well-known/matrix` documents).
+    pub fn element_web(&self) -> String {
+        self.with("element-web")
+    }
+    /// The stage's Ingress.
+    pub fn ingress(&self) -> String {
+        self.base()
+    }
+    /// The Ingress of the admin API, with its own source-range allow list.
+    pub fn admin_ingress(&self) -> String {
+        self.with("admin")
+    }
+    /// The Secret cert-manager fills when no TLS Secret is named.
+    pub fn tls_secret(&self) -> String {
+        self.with("tls")
+    }
+    /// A NetworkPolicy of the stage, by what it allows (`deny-all`, `dns`, …).
+    pub fn network_policy(&self, purpose: &str) -> String {
+        self.with(&format!("netpol-{purpose}"))
+    }
+    /// The PodDisruptionBudget of a component's pods.
+    pub fn disruption_budget(&self, component: &str) -> String {
+        self.with(component)
+    }
+
+    /// The labels every pod of this stage carries, whatever its component.
+    pub fn stage_selector(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (INSTANCE_LABEL.to_owned(), self.instance.clone()),
+            (STAGE_LABEL.to_owned(), self.stage.clone()),
+        ])
+    }
 
     /// The labels that select this stage's objects of one component.
     pub fn selector(&self, component: &str) -> BTreeMap<String, String> {
@@ -87,7 +156,10 @@ impl StageNames {
     pub fn labels(&self, component: &str) -> BTreeMap<String, String> {
         let mut labels = self.selector(component);
         labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGER.to_owned());
-        labels.insert("app.kubernetes.io/part-of".to_owned(), "caduceus".to_owned());
+        labels.insert(
+            "app.kubernetes.io/part-of".to_owned(),
+            "caduceus".to_owned(),
+        );
         labels.insert("app.kubernetes.io/instance".to_owned(), self.base());
         labels
     }

@@ -13,7 +13,12 @@ use crate::api::{Images, PullPolicy};
 use super::names::StageNames;
 
 /// Metadata of one of a stage's objects.
-pub fn stage_meta(names: &StageNames, namespace: &str, name: String, component: &str) -> ObjectMeta {
+pub fn stage_meta(
+    names: &StageNames,
+    namespace: &str,
+    name: String,
+    component: &str,
+) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: Some(namespace.to_owned()),
@@ -64,7 +69,12 @@ pub const POSTGRES_IMAGE: &str = "docker.io/library/postgres:17.6";
 
 /// An image reference: the override if set, else the default, with the
 /// registry replaced when `images.registry` names a mirror.
-pub fn image(images: &Images, repository_override: Option<&String>, default: &str, tag: Option<&str>) -> String {
+pub fn image(
+    images: &Images,
+    repository_override: Option<&String>,
+    default: &str,
+    tag: Option<&str>,
+) -> String {
     let repository = match (repository_override, &images.registry) {
         (Some(repository), _) => repository.clone(),
         (None, Some(registry)) => {
@@ -122,7 +132,13 @@ mod tests {
             "mirror.mainz.internal/caduceus/element-hq/synapse:v1.163.2"
         );
         let own = "registry.example/synapse".to_owned();
-        assert_eq!(image(&images, Some(&own), SYNAPSE_REPOSITORY, Some("v1")), "registry.example/synapse:v1");
-        assert_eq!(image(&Images::default(), None, POSTGRES_IMAGE, None), POSTGRES_IMAGE);
+        assert_eq!(
+            image(&images, Some(&own), SYNAPSE_REPOSITORY, Some("v1")),
+            "registry.example/synapse:v1"
+        );
+        assert_eq!(
+            image(&Images::default(), None, POSTGRES_IMAGE, None),
+            POSTGRES_IMAGE
+        );
     }
 }

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction,
-    KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretVolumeSource, Service,
-    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    HTTPGetAction, KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    Secret, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -20,13 +21,16 @@ use sha2::{Digest, Sha256};
 use crate::api::{MessengerInstanceSpec, StorageSize};
 
 use super::homeserver::{
-    CLIENT_PORT, CONFIG_DIR, FEDERATION_PORT, HOMESERVER_FILE, HomeserverFiles, KEYS_DIR, LOG_CONFIG_FILE,
-    MEDIA_DIR, METRICS_PORT, SECRET_CONFIG_DIR, SECRETS_FILE, TMP_DIR,
+    CLIENT_PORT, CONFIG_DIR, FEDERATION_PORT, HOMESERVER_FILE, HomeserverFiles, KEYS_DIR,
+    LOG_CONFIG_FILE, MEDIA_DIR, METRICS_PORT, SECRET_CONFIG_DIR, SECRETS_FILE, TMP_DIR,
 };
 use super::keys::SIGNING_KEY;
+use super::placement::PodPlacement;
 use super::names::{CONFIG_HASH_ANNOTATION, StageNames};
-use super::pod::{annotation, image, pull_policy, pull_secrets, restricted_container, restricted_pod, stage_meta};
 use super::pod::SYNAPSE_REPOSITORY;
+use super::pod::{
+    annotation, image, pull_policy, pull_secrets, restricted_container, restricted_pod, stage_meta,
+};
 
 /// The component label of Synapse's objects.
 pub const COMPONENT: &str = "synapse";
@@ -70,7 +74,11 @@ pub fn config_hash(files: &HomeserverFiles) -> String {
 
 /// The media volume claim. It carries no owner reference, so deleting the
 /// instance leaves it unless the deletion policy says otherwise.
-pub fn media_claim(names: &StageNames, namespace: &str, spec: &MessengerInstanceSpec) -> PersistentVolumeClaim {
+pub fn media_claim(
+    names: &StageNames,
+    namespace: &str,
+    spec: &MessengerInstanceSpec,
+) -> PersistentVolumeClaim {
     volume_claim(
         stage_meta(names, namespace, names.media(), COMPONENT),
         &spec.media.storage,
@@ -79,14 +87,21 @@ pub fn media_claim(names: &StageNames, namespace: &str, spec: &MessengerInstance
 }
 
 /// A ReadWriteOnce volume claim of the given size.
-pub fn volume_claim(metadata: ObjectMeta, size: &StorageSize, storage_class_name: Option<String>) -> PersistentVolumeClaim {
+pub fn volume_claim(
+    metadata: ObjectMeta,
+    size: &StorageSize,
+    storage_class_name: Option<String>,
+) -> PersistentVolumeClaim {
     PersistentVolumeClaim {
         metadata,
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".into()]),
             storage_class_name,
             resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([("storage".to_owned(), Quantity(size.0.clone()))])),
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    Quantity(size.0.clone()),
+                )])),
                 ..VolumeResourceRequirements::default()
             }),
             ..PersistentVolumeClaimSpec::default()
@@ -104,12 +119,23 @@ pub struct SynapseInputs<'a> {
     pub version: &'a str,
     pub config_hash: &'a str,
     pub federation: bool,
+    /// Where the pod runs: its location's selectors, tolerations, affinity
+    /// and spread.
+    pub placement: PodPlacement,
 }
 
 /// The Synapse StatefulSet: one replica (Synapse's main process is a single
 /// writer), configuration from the ConfigMap and Secret, media on its claim.
 pub fn stateful_set(inputs: &SynapseInputs<'_>) -> StatefulSet {
-    let SynapseInputs { names, namespace, spec, version, config_hash, federation } = inputs;
+    let SynapseInputs {
+        names,
+        namespace,
+        spec,
+        version,
+        config_hash,
+        federation,
+        placement,
+    } = inputs;
     let selector = names.selector(COMPONENT);
     let mut ports = vec![port("client", CLIENT_PORT), port("metrics", METRICS_PORT)];
     if *federation {
@@ -128,7 +154,12 @@ pub fn stateful_set(inputs: &SynapseInputs<'_>) -> StatefulSet {
     };
     let container = Container {
         name: COMPONENT.into(),
-        image: Some(image(&spec.images, spec.images.synapse.as_ref(), SYNAPSE_REPOSITORY, Some(version))),
+        image: Some(image(
+            &spec.images,
+            spec.images.synapse.as_ref(),
+            SYNAPSE_REPOSITORY,
+            Some(version),
+        )),
         image_pull_policy: pull_policy(&spec.images),
         command: Some(vec![
             "python".into(),
@@ -150,7 +181,10 @@ pub fn stateful_set(inputs: &SynapseInputs<'_>) -> StatefulSet {
                 ("cpu".to_owned(), Quantity("500m".into())),
                 ("memory".to_owned(), Quantity("1Gi".into())),
             ])),
-            limits: Some(BTreeMap::from([("memory".to_owned(), Quantity("4Gi".into()))])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_owned(),
+                Quantity("4Gi".into()),
+            )])),
             ..ResourceRequirements::default()
         }),
         security_context: Some(restricted_container()),
@@ -189,6 +223,10 @@ pub fn stateful_set(inputs: &SynapseInputs<'_>) -> StatefulSet {
                     enable_service_links: Some(false),
                     image_pull_secrets: pull_secrets(&spec.images),
                     termination_grace_period_seconds: Some(60),
+                    node_selector: placement.node_selector.clone(),
+                    tolerations: placement.tolerations.clone(),
+                    affinity: placement.affinity.clone(),
+                    topology_spread_constraints: placement.topology_spread_constraints.clone(),
                     volumes: Some(vec![
                         Volume {
                             name: "config".into(),
@@ -233,7 +271,10 @@ pub fn stateful_set(inputs: &SynapseInputs<'_>) -> StatefulSet {
 
 /// The Service in front of Synapse.
 pub fn service(names: &StageNames, namespace: &str, federation: bool) -> Service {
-    let mut ports = vec![service_port("client", CLIENT_PORT), service_port("metrics", METRICS_PORT)];
+    let mut ports = vec![
+        service_port("client", CLIENT_PORT),
+        service_port("metrics", METRICS_PORT),
+    ];
     if federation {
         ports.push(service_port("federation", FEDERATION_PORT));
     }

@@ -1,0 +1,877 @@
+//! Backups and restores of a stage: the scheduled backup CronJob, one-off
+//! backup Jobs (the pre-upgrade backup of a rollout), the restore Job of a
+//! declared restore, the restic repository's claim, the ConfigMap with the
+//! scripts, and the pure reading of what the Jobs reported.
+//!
+//! The scripts in `scripts/` are compiled in and mounted into every Job, so
+//! the Jobs run exactly the scripts the tests run. Each script writes its
+//! result as one JSON line to the container's termination message; the
+//! operator reads it from the pod's status (no extra permissions, no
+//! side channel), and falls back to the Job's own conditions once the pod
+//! is gone.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
+use k8s_openapi::api::core::v1::{
+    Affinity, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
+    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodAffinity, PodAffinityTerm, PodSpec,
+    PodTemplateSpec, ResourceRequirements, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::ObjectMeta;
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::api::{
+    BackupResult, BackupStatus, Backups, MessengerInstanceSpec, RestorePhase, RestoreStatus, Stage,
+    StagePhase, StageStatus,
+};
+
+use super::database::{self, secret_env};
+use super::names::StageNames;
+use super::placement;
+use super::pod::{image, pull_policy, pull_secrets, restricted_container, restricted_pod, stage_meta};
+use super::synapse::{self, SYNAPSE_UID, volume_claim};
+
+/// The backup script, as in `scripts/backup.sh`.
+pub const BACKUP_SCRIPT: &str = include_str!("../../scripts/backup.sh");
+/// The restore script, as in `scripts/restore.sh`.
+pub const RESTORE_SCRIPT: &str = include_str!("../../scripts/restore.sh");
+
+/// The default image of backup and restore Jobs: it needs restic and the
+/// PostgreSQL client tools (at least the server's major version), and there
+/// is no official image with both. This one is built from
+/// `images/backup/Dockerfile` (the official PostgreSQL image plus Debian's
+/// restic); `spec.images.backup` replaces it.
+pub const BACKUP_IMAGE: &str = "ghcr.io/caduceus-dev/backup:pg17-restic0.14";
+
+/// The component label of backup Jobs (scheduled and one-off).
+pub const COMPONENT: &str = "backup";
+/// The component label of restore Jobs.
+pub const RESTORE_COMPONENT: &str = "restore";
+/// The label of a one-off Job that names why it runs.
+pub const REASON_ANNOTATION: &str = "caduceus.dev/backup-reason";
+
+/// Where things are mounted in backup and restore pods. `/backup` is
+/// scratch space with the media store mounted inside it, so snapshots have
+/// the same layout wherever they were taken.
+const BACKUP_ROOT: &str = "/backup";
+const MEDIA_MOUNT: &str = "/backup/media";
+const KEYS_MOUNT: &str = "/keys";
+const SCRIPTS_MOUNT: &str = "/scripts";
+const REPOSITORY_MOUNT: &str = "/repository";
+/// The repository inside its claim, not the claim's root, so `lost+found`
+/// is no part of it.
+const REPOSITORY_PATH: &str = "/repository/restic";
+
+/// Why the backup objects cannot be built.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BackupError {
+    #[error("spec.backups.schedule '{schedule}' is not a cron schedule: {reason}; use five fields (minute hour day-of-month month day-of-week), for example \"30 1 * * *\"")]
+    Schedule { schedule: String, reason: String },
+    #[error("spec.backups.schedule '{schedule}' never fires; choose a schedule that runs at least once a year")]
+    NeverFires { schedule: String },
+}
+
+/// What the backup objects of a stage are built from.
+#[derive(Clone, Copy, Debug)]
+pub struct BackupInputs<'a> {
+    pub spec: &'a MessengerInstanceSpec,
+    pub backups: &'a Backups,
+    pub stage: &'a Stage,
+    pub names: &'a StageNames,
+    pub namespace: &'a str,
+}
+
+impl<'a> BackupInputs<'a> {
+    /// The inputs of a stage, or `None` when the instance takes no backups.
+    pub fn new(
+        spec: &'a MessengerInstanceSpec,
+        stage: &'a Stage,
+        names: &'a StageNames,
+        namespace: &'a str,
+    ) -> Option<Self> {
+        Some(Self {
+            spec,
+            backups: spec.backups.as_ref()?,
+            stage,
+            names,
+            namespace,
+        })
+    }
+}
+
+/// The backup objects applied with every reconcile.
+#[derive(Clone, Debug, Default)]
+pub struct BackupResources {
+    pub scripts: Option<ConfigMap>,
+    /// The repository's claim (retained), for `repository.pvc`.
+    pub repository: Option<PersistentVolumeClaim>,
+    pub schedule: Option<CronJob>,
+}
+
+/// The scripts ConfigMap, the repository claim and the CronJob of a stage;
+/// nothing when the instance takes no backups.
+pub fn resources(inputs: Option<BackupInputs<'_>>) -> Result<BackupResources, BackupError> {
+    let Some(inputs) = inputs else {
+        return Ok(BackupResources::default());
+    };
+    Ok(BackupResources {
+        scripts: Some(scripts_config_map(inputs.names, inputs.namespace)),
+        repository: repository_claim(&inputs),
+        schedule: Some(cron_job(&inputs)?),
+    })
+}
+
+/// The ConfigMap with `backup.sh` and `restore.sh`.
+pub fn scripts_config_map(names: &StageNames, namespace: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: stage_meta(names, namespace, names.backup_scripts(), COMPONENT),
+        data: Some(BTreeMap::from([
+            ("backup.sh".to_owned(), BACKUP_SCRIPT.to_owned()),
+            ("restore.sh".to_owned(), RESTORE_SCRIPT.to_owned()),
+        ])),
+        ..ConfigMap::default()
+    }
+}
+
+/// The claim holding the restic repository, for `repository.pvc`. Retained:
+/// backups outlive the instance unless the deletion policy says otherwise.
+pub fn repository_claim(inputs: &BackupInputs<'_>) -> Option<PersistentVolumeClaim> {
+    let pvc = inputs.backups.repository.pvc.as_ref()?;
+    Some(volume_claim(
+        stage_meta(inputs.names, inputs.namespace, inputs.names.backup_repository(), COMPONENT),
+        &pvc.size,
+        pvc.storage_class_name.clone(),
+    ))
+}
+
+/// The restic repository URL of a stage.
+pub fn repository_url(backups: &Backups, names: &StageNames) -> String {
+    match &backups.repository.s3 {
+        Some(s3) => {
+            let endpoint = s3.endpoint.trim_end_matches('/');
+            let prefix = s3.prefix.as_deref().map(|p| p.trim_matches('/')).filter(|p| !p.is_empty());
+            match prefix {
+                Some(prefix) => format!("s3:{endpoint}/{}/{prefix}/{}", s3.bucket, names.base()),
+                None => format!("s3:{endpoint}/{}/{}", s3.bucket, names.base()),
+            }
+        }
+        None => REPOSITORY_PATH.to_owned(),
+    }
+}
+
+/// The release as a name suffix: `v1.163.2` becomes `v1-163-2`.
+pub fn release_suffix(release: &str) -> String {
+    release
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect()
+}
+
+/// The restic host every snapshot of the stage is written under; retention
+/// groups by it, so it must not change between runs.
+pub fn restic_host(names: &StageNames) -> String {
+    names.base()
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+/// The environment shared by backup and restore: repository, database,
+/// stage and paths.
+fn common_env(inputs: &BackupInputs<'_>) -> Vec<EnvVar> {
+    let BackupInputs {
+        spec,
+        backups,
+        names,
+        namespace,
+        ..
+    } = *inputs;
+    let connection = database::connection(spec, names);
+    let mut vars = vec![
+        env("CADUCEUS_STAGE", names.stage.clone()),
+        env("CADUCEUS_HOST", restic_host(names)),
+        env("CADUCEUS_BACKUP_ROOT", BACKUP_ROOT),
+        env("CADUCEUS_KEYS_DIR", KEYS_MOUNT),
+        env("CADUCEUS_KEYS_SECRET", names.keys_secret()),
+        env("CADUCEUS_NAMESPACE", namespace),
+        env("RESTIC_REPOSITORY", repository_url(backups, names)),
+        secret_env(
+            "RESTIC_PASSWORD",
+            &crate::api::SecretKeyRef {
+                name: backups.password_secret_ref.name.clone(),
+                key: "password".into(),
+            },
+        ),
+        // The root file system is read-only.
+        env("HOME", "/tmp"),
+        env("RESTIC_CACHE_DIR", "/tmp/restic-cache"),
+        env("PGHOST", connection.host),
+        env("PGPORT", connection.port.to_string()),
+        env("PGDATABASE", connection.database),
+        env("PGUSER", connection.user),
+        secret_env("PGPASSWORD", &database::password_source(spec, names)),
+        env("PGCONNECT_TIMEOUT", "15"),
+    ];
+    if let Some(mode) = connection.ssl_mode {
+        vars.push(env("PGSSLMODE", mode));
+    }
+    if let Some(s3) = &backups.repository.s3 {
+        for key in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+            vars.push(secret_env(
+                key,
+                &crate::api::SecretKeyRef {
+                    name: s3.credentials_secret_ref.name.clone(),
+                    key: key.into(),
+                },
+            ));
+        }
+    }
+    vars
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(read_only),
+        ..VolumeMount::default()
+    }
+}
+
+fn empty_dir(name: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }
+}
+
+fn claim_volume(name: &str, claim: String, read_only: bool) -> Volume {
+    Volume {
+        name: name.into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: claim,
+            read_only: Some(read_only),
+        }),
+        ..Volume::default()
+    }
+}
+
+/// What a backup or restore pod does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Task<'a> {
+    Backup { reason: &'a str },
+    Restore { snapshot: &'a str },
+}
+
+/// The pod of a backup or restore Job.
+fn pod_template(inputs: &BackupInputs<'_>, task: Task<'_>) -> PodTemplateSpec {
+    let BackupInputs {
+        spec,
+        backups,
+        stage,
+        names,
+        ..
+    } = *inputs;
+    let mut vars = common_env(inputs);
+    let (script, component, media_read_only) = match task {
+        Task::Backup { reason } => {
+            vars.push(env("CADUCEUS_REASON", reason));
+            vars.push(env("CADUCEUS_KEEP_DAILY", backups.keep.daily.to_string()));
+            vars.push(env("CADUCEUS_KEEP_WEEKLY", backups.keep.weekly.to_string()));
+            vars.push(env("CADUCEUS_KEEP_MONTHLY", backups.keep.monthly.to_string()));
+            // The repository claim is the stage's own and starts empty; an
+            // S3 location without a repository is one the platform team
+            // chose for this stage. A wrong password or an unreachable
+            // repository is never mistaken for a missing one.
+            vars.push(env("CADUCEUS_REPOSITORY_INIT", "allow"));
+            ("backup.sh", COMPONENT, true)
+        }
+        Task::Restore { snapshot } => {
+            vars.push(env("CADUCEUS_SNAPSHOT", snapshot));
+            // The keys Secret is read-only here: it must already hold the
+            // snapshot's keys (the script says how to recreate it if not).
+            vars.push(env("CADUCEUS_KEYS_RESTORE", "verify"));
+            ("restore.sh", RESTORE_COMPONENT, false)
+        }
+    };
+    let mut mounts = vec![
+        mount("work", BACKUP_ROOT, false),
+        mount("media", MEDIA_MOUNT, media_read_only),
+        mount("keys", KEYS_MOUNT, true),
+        mount("scripts", SCRIPTS_MOUNT, true),
+        mount("tmp", "/tmp", false),
+    ];
+    let mut volumes = vec![
+        empty_dir("work"),
+        claim_volume("media", names.media(), media_read_only),
+        {
+            let mut keys = synapse::secret_volume("keys", names.keys_secret(), None);
+            if let Some(secret) = keys.secret.as_mut() {
+                // A restore in a new cluster starts without the Secret; the
+                // script then says how to recreate it from the snapshot.
+                secret.optional = Some(matches!(task, Task::Restore { .. }));
+            }
+            keys
+        },
+        Volume {
+            name: "scripts".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: names.backup_scripts(),
+                default_mode: Some(0o555),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        empty_dir("tmp"),
+    ];
+    if backups.repository.pvc.is_some() {
+        mounts.push(mount("repository", REPOSITORY_MOUNT, matches!(task, Task::Restore { .. })));
+        volumes.push(claim_volume(
+            "repository",
+            names.backup_repository(),
+            matches!(task, Task::Restore { .. }),
+        ));
+    }
+    let container = Container {
+        name: component.into(),
+        image: Some(image(&spec.images, spec.images.backup.as_ref(), BACKUP_IMAGE, None)),
+        image_pull_policy: pull_policy(&spec.images),
+        command: Some(vec!["/bin/sh".into(), format!("{SCRIPTS_MOUNT}/{script}")]),
+        env: Some(vars),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), Quantity("100m".into())),
+                ("memory".to_owned(), Quantity("256Mi".into())),
+            ])),
+            limits: Some(BTreeMap::from([("memory".to_owned(), Quantity("2Gi".into()))])),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(restricted_container()),
+        volume_mounts: Some(mounts),
+        termination_message_path: Some("/dev/termination-log".into()),
+        // The script's result line; its log tail if it died without one.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Container::default()
+    };
+    // The media claim is ReadWriteOnce and Synapse holds it: a backup runs on
+    // Synapse's node. A restore runs while Synapse is stopped.
+    let co_location = matches!(task, Task::Backup { .. }).then(|| PodAffinity {
+        required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
+            label_selector: Some(LabelSelector {
+                match_labels: Some(names.selector(synapse::COMPONENT)),
+                ..LabelSelector::default()
+            }),
+            topology_key: placement::HOSTNAME_KEY.into(),
+            ..PodAffinityTerm::default()
+        }]),
+        ..PodAffinity::default()
+    });
+    let mut pod = PodSpec {
+        containers: vec![container],
+        restart_policy: Some("Never".into()),
+        // Same uid and group as Synapse: the media files stay Synapse's
+        // and no volume is re-owned between the two.
+        security_context: Some(restricted_pod(SYNAPSE_UID)),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        image_pull_secrets: pull_secrets(&spec.images),
+        volumes: Some(volumes),
+        ..PodSpec::default()
+    };
+    placement::pod_placement(spec, stage, placement::Component::Backups, &names.selector(component))
+        .apply_to(&mut pod);
+    if let Some(co_location) = co_location {
+        pod.affinity.get_or_insert_with(Affinity::default).pod_affinity = Some(co_location);
+    }
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(names.labels(component)),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(pod),
+    }
+}
+
+fn job_spec(template: PodTemplateSpec, retries: i32) -> JobSpec {
+    JobSpec {
+        template,
+        backoff_limit: Some(retries),
+        // A hung dump must not block every later backup.
+        active_deadline_seconds: Some(12 * 3600),
+        ..JobSpec::default()
+    }
+}
+
+/// Checks a cron schedule and returns it parsed.
+pub fn parse_schedule(schedule: &str) -> Result<croner::Cron, BackupError> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Disallowed)
+        .build()
+        .parse(schedule)
+        .map_err(|error| BackupError::Schedule {
+            schedule: schedule.to_owned(),
+            reason: error.to_string(),
+        })
+}
+
+/// The scheduled backup CronJob of a stage.
+pub fn cron_job(inputs: &BackupInputs<'_>) -> Result<CronJob, BackupError> {
+    let schedule = inputs.backups.schedule.trim();
+    let cron = parse_schedule(schedule)?;
+    fires_after(&cron, Timestamp::UNIX_EPOCH).ok_or_else(|| BackupError::NeverFires {
+        schedule: schedule.to_owned(),
+    })?;
+    let names = inputs.names;
+    Ok(CronJob {
+        metadata: stage_meta(names, inputs.namespace, names.backup(), COMPONENT),
+        spec: Some(CronJobSpec {
+            schedule: schedule.to_owned(),
+            time_zone: Some("Etc/UTC".into()),
+            // Never two backups of a stage at once; restic would serialise
+            // them on its lock anyway.
+            concurrency_policy: Some("Forbid".into()),
+            starting_deadline_seconds: Some(3600),
+            successful_jobs_history_limit: Some(3),
+            failed_jobs_history_limit: Some(3),
+            job_template: JobTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(names.labels(COMPONENT)),
+                    annotations: Some(BTreeMap::from([(REASON_ANNOTATION.to_owned(), "scheduled".to_owned())])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(job_spec(pod_template(inputs, Task::Backup { reason: "scheduled" }), 2)),
+            },
+            ..CronJobSpec::default()
+        }),
+        ..CronJob::default()
+    })
+}
+
+/// A one-off backup Job named `<instance>-<stage>-backup-<name_suffix>`,
+/// tagged with `reason` (`scheduled` or `pre-upgrade:<release>`). The name
+/// is the idempotency key: the same suffix never runs twice.
+pub fn backup_job(inputs: &BackupInputs<'_>, name_suffix: &str, reason: &str) -> Job {
+    let names = inputs.names;
+    let mut metadata = stage_meta(names, inputs.namespace, names.backup_job(name_suffix), COMPONENT);
+    metadata.annotations = Some(BTreeMap::from([(REASON_ANNOTATION.to_owned(), reason.to_owned())]));
+    Job {
+        metadata,
+        spec: Some(job_spec(pod_template(inputs, Task::Backup { reason }), 2)),
+        ..Job::default()
+    }
+}
+
+/// The pre-upgrade backup before moving a stage to `release`, named after
+/// it (`…-backup-v1-163-2`), so a restarted operator finds the Job of a
+/// rollout instead of taking a second backup.
+pub fn pre_upgrade_backup_job(inputs: &BackupInputs<'_>, release: &str) -> Job {
+    backup_job(inputs, &release_suffix(release), &format!("pre-upgrade:{release}"))
+}
+
+/// The restore Job of a requested snapshot (`latest` or an id), named after
+/// the request. It is not retried: a refusal is final and a failure needs a
+/// person.
+pub fn restore_job(inputs: &BackupInputs<'_>, snapshot: &str) -> Job {
+    let names = inputs.names;
+    let suffix: String = snapshot.chars().take(12).collect();
+    Job {
+        metadata: stage_meta(names, inputs.namespace, names.restore_job(&suffix), RESTORE_COMPONENT),
+        spec: Some(job_spec(pod_template(inputs, Task::Restore { snapshot }), 0)),
+        ..Job::default()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reading what the Jobs reported.
+
+/// The result line the scripts print and write to the termination message.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct ScriptResult {
+    /// `success`, `failure` or (restore only) `refused`.
+    pub result: String,
+    #[serde(default)]
+    pub snapshot: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub warning: Option<String>,
+}
+
+/// Parses the script's result from a termination message (the last line
+/// that is a JSON object, since a log tail may precede it).
+pub fn parse_result(message: &str) -> Option<ScriptResult> {
+    message
+        .lines()
+        .rev()
+        .map(str::trim)
+        .filter(|line| line.starts_with('{'))
+        .find_map(|line| serde_json::from_str(line).ok())
+}
+
+/// How a finished Job ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobOutcome {
+    pub job: String,
+    pub succeeded: bool,
+    pub finished: Time,
+    /// The script's result, if a pod of the Job still shows it.
+    pub result: Option<ScriptResult>,
+    /// The Job's own reason for failing (for example a deadline).
+    pub job_message: Option<String>,
+}
+
+/// The script result in the termination messages of a Job's pods (the
+/// newest pod that has one).
+fn pod_result(job: &Job, pods: &[Pod]) -> Option<ScriptResult> {
+    let uid = job.metadata.uid.as_deref()?;
+    let mut results: Vec<(Option<Time>, ScriptResult)> = pods
+        .iter()
+        .filter(|pod| {
+            pod.metadata
+                .owner_references
+                .as_ref()
+                .is_some_and(|owners| owners.iter().any(|owner| owner.uid == uid))
+        })
+        .filter_map(|pod| {
+            let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+            statuses.iter().find_map(|status| {
+                let terminated = status.state.as_ref()?.terminated.as_ref()?;
+                let result = parse_result(terminated.message.as_deref()?)?;
+                Some((terminated.finished_at.clone(), result))
+            })
+        })
+        .collect();
+    results.sort_by_key(|(finished, _)| finished.as_ref().map(|t| t.0));
+    results.pop().map(|(_, result)| result)
+}
+
+/// The outcome of a Job, or `None` while it runs.
+pub fn job_outcome(job: &Job, pods: &[Pod]) -> Option<JobOutcome> {
+    let status = job.status.as_ref()?;
+    let conditions = status.conditions.as_deref().unwrap_or_default();
+    let finished = conditions
+        .iter()
+        .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")?;
+    let succeeded = finished.type_ == "Complete";
+    let time = status
+        .completion_time
+        .clone()
+        .filter(|_| succeeded)
+        .or_else(|| finished.last_transition_time.clone())
+        .or_else(|| job.metadata.creation_timestamp.clone())?;
+    Some(JobOutcome {
+        job: job.metadata.name.clone().unwrap_or_default(),
+        succeeded,
+        finished: time,
+        result: pod_result(job, pods),
+        job_message: finished.message.clone().filter(|m| !m.is_empty()),
+    })
+}
+
+/// Whether a Job is one of this stage's Jobs of a component.
+fn is_stage_job(job: &Job, names: &StageNames, component: &str) -> bool {
+    let labels = job.metadata.labels.as_ref();
+    let selector = names.selector(component);
+    labels.is_some_and(|labels| selector.iter().all(|(key, value)| labels.get(key) == Some(value)))
+}
+
+/// The stage's backup status from its backup Jobs (scheduled and one-off)
+/// and their pods, keeping what the previous status recorded about Jobs
+/// that are gone since (history limits delete old Jobs).
+pub fn backup_status(
+    previous: Option<&BackupStatus>,
+    names: &StageNames,
+    jobs: &[Job],
+    pods: &[Pod],
+) -> Option<BackupStatus> {
+    let mut outcomes: Vec<JobOutcome> = jobs
+        .iter()
+        .filter(|job| is_stage_job(job, names, COMPONENT))
+        .filter_map(|job| job_outcome(job, pods))
+        .collect();
+    outcomes.sort_by_key(|outcome| outcome.finished.0);
+    let mut status = previous.cloned().unwrap_or_default();
+    let is_newer = |time: &Time, than: &Option<Time>| than.as_ref().is_none_or(|than| time.0 > than.0);
+    for outcome in outcomes {
+        let script = outcome.result.as_ref();
+        // A Job can complete while the script reported a failure only if the
+        // image's shell hid the exit status; trust the script's own word.
+        let succeeded = outcome.succeeded && script.is_none_or(|r| r.result == "success");
+        if succeeded && is_newer(&outcome.finished, &status.last_success_time) {
+            status.last_success_time = Some(outcome.finished.clone());
+            status.last_success_snapshot = script.and_then(|r| r.snapshot.clone());
+        }
+        if is_newer(&outcome.finished, &status.last_time)
+            || (status.last_time.as_ref() == Some(&outcome.finished)
+                && status.last_job.as_deref() != Some(outcome.job.as_str()))
+        {
+            status.last_time = Some(outcome.finished.clone());
+            status.last_job = Some(outcome.job.clone());
+            status.last_result = Some(if succeeded {
+                BackupResult::Succeeded
+            } else {
+                BackupResult::Failed
+            });
+            status.last_message = if succeeded {
+                script.and_then(|r| r.warning.clone())
+            } else {
+                Some(
+                    script
+                        .and_then(|r| r.message.clone())
+                        .or(outcome.job_message.clone())
+                        .unwrap_or_else(|| format!("Job {} failed; see its pod's log", outcome.job)),
+                )
+            };
+        }
+    }
+    (status != BackupStatus::default()).then_some(status)
+}
+
+/// The first fire time of a schedule strictly after `after`.
+fn fires_after(cron: &croner::Cron, after: Timestamp) -> Option<Timestamp> {
+    let zoned = after.to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC);
+    cron.find_next_occurrence(&zoned, false).ok().map(|next| next.timestamp())
+}
+
+/// Whether a stage's backups are healthy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackupHealth {
+    /// The last backup succeeded and is recent.
+    Healthy,
+    /// No backup was due yet.
+    Pending,
+    /// The last backup failed, but the last success is still recent.
+    Failing { message: String },
+    /// No success within two scheduled runs.
+    Stale { message: String },
+}
+
+impl BackupHealth {
+    /// The condition the instance shows for it: `(type, reason, message)`,
+    /// or `None` when all is well.
+    pub fn condition(&self) -> Option<(&'static str, &'static str, String)> {
+        match self {
+            Self::Healthy | Self::Pending => None,
+            Self::Failing { message } => Some(("BackupsFailing", "BackupFailed", message.clone())),
+            Self::Stale { message } => Some(("BackupsStale", "NoRecentBackup", message.clone())),
+        }
+    }
+}
+
+/// Judges a stage's backups: stale when the schedule has fired twice since
+/// the last success (for a regular schedule: the last success is older
+/// than twice the interval), with a grace of half an interval (at most an
+/// hour) for the running backup to finish. `since` is when backups began
+/// (the CronJob's creation), for a stage that never had a success.
+pub fn backup_health(
+    stage: &str,
+    schedule: &str,
+    status: Option<&BackupStatus>,
+    since: Timestamp,
+    now: Timestamp,
+) -> Result<BackupHealth, BackupError> {
+    let cron = parse_schedule(schedule.trim())?;
+    let never = || BackupError::NeverFires {
+        schedule: schedule.to_owned(),
+    };
+    let last_success = status.and_then(|s| s.last_success_time.as_ref()).map(|t| t.0);
+    let reference = last_success.unwrap_or(since);
+    let first = fires_after(&cron, reference).ok_or_else(never)?;
+    let second = fires_after(&cron, first).ok_or_else(never)?;
+    let grace = SignedDuration::from_secs(((second.as_second() - first.as_second()) / 2).min(3600));
+    let deadline = second.checked_add(grace).unwrap_or(second);
+    let last_failure = status
+        .filter(|s| s.last_result == Some(BackupResult::Failed))
+        .map(|s| {
+            format!(
+                "the last backup (Job {}) failed: {}",
+                s.last_job.as_deref().unwrap_or("?"),
+                s.last_message.as_deref().unwrap_or("no message")
+            )
+        });
+    if now > deadline {
+        let since_text = match (last_success, status.and_then(|s| s.last_success_snapshot.as_deref())) {
+            (Some(time), Some(snapshot)) => format!("the last successful backup was at {time} (snapshot {snapshot})"),
+            (Some(time), None) => format!("the last successful backup was at {time}"),
+            (None, _) => format!("no backup has succeeded since backups began at {since}"),
+        };
+        let mut message = format!(
+            "stage {stage}: {since_text}, more than two runs of schedule \"{schedule}\" ago"
+        );
+        if let Some(failure) = last_failure {
+            message.push_str("; ");
+            message.push_str(&failure);
+        }
+        message.push_str("; check the backup Jobs (kubectl get jobs -l app.kubernetes.io/component=backup) and spec.backups");
+        return Ok(BackupHealth::Stale { message });
+    }
+    if let Some(failure) = last_failure {
+        return Ok(BackupHealth::Failing {
+            message: format!("stage {stage}: {failure}"),
+        });
+    }
+    Ok(if last_success.is_some() {
+        BackupHealth::Healthy
+    } else {
+        BackupHealth::Pending
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Declared restores.
+
+/// What the operator does about a stage's declared restore.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RestoreAction {
+    /// No restore is declared, or it is finished: nothing to do.
+    None,
+    /// Run (or keep running) this Job; Synapse stays stopped meanwhile.
+    Run(Box<Job>),
+    /// Keep Synapse stopped and wait for a person: the restore failed.
+    Hold,
+}
+
+/// The gate before a restore: only a stage that has never been ready is
+/// restored; a running stage has live data.
+pub fn restore_refusal(stage: &Stage, previous: Option<&StageStatus>) -> Option<String> {
+    let request = stage.restore.as_ref()?;
+    let previous = previous?;
+    // A restore of this request that started or finished is no refusal: the
+    // stage was not running when it began.
+    let underway = previous.restore.as_ref().is_some_and(|r| {
+        r.requested == request.snapshot && r.phase != RestorePhase::Refused
+    });
+    let has_run = previous.phase == StagePhase::Ready || previous.ready_since.is_some();
+    (has_run && !underway).then(|| {
+        format!(
+            "stage {}: stages[].restore is refused because the stage is running with live data; a restore only goes into a stage that has never been ready. \
+             Remove stages[].restore, or add a new stage with the restore",
+            stage.name
+        )
+    })
+}
+
+/// The restore status and the action for a stage, from its declared
+/// restore, its previous status, and the restore Job (if any) with its pods.
+/// `None` status when no restore was ever declared.
+pub fn plan_restore(
+    inputs: Option<&BackupInputs<'_>>,
+    stage: &Stage,
+    previous: Option<&StageStatus>,
+    jobs: &[Job],
+    pods: &[Pod],
+) -> (Option<RestoreStatus>, RestoreAction) {
+    let before = previous.and_then(|p| p.restore.clone());
+    let (Some(request), Some(inputs)) = (stage.restore.as_ref(), inputs) else {
+        // Removing the field ends a restore; the record stays.
+        return (before, RestoreAction::None);
+    };
+    let snapshot = request.snapshot.as_str();
+    if let Some(done) = before.as_ref().filter(|b| b.requested == snapshot)
+        && matches!(done.phase, RestorePhase::Succeeded | RestorePhase::Refused)
+    {
+        return (before, RestoreAction::None);
+    }
+    if let Some(message) = restore_refusal(stage, previous) {
+        let status = RestoreStatus {
+            requested: snapshot.to_owned(),
+            phase: RestorePhase::Refused,
+            message: Some(message),
+            ..RestoreStatus::default()
+        };
+        return (Some(status), RestoreAction::None);
+    }
+    let job = restore_job(inputs, snapshot);
+    let job_name = job.metadata.name.clone().unwrap_or_default();
+    let live = jobs
+        .iter()
+        .find(|j| j.metadata.name.as_deref() == Some(job_name.as_str()) && is_stage_job(j, inputs.names, RESTORE_COMPONENT));
+    let Some(live) = live else {
+        let status = RestoreStatus {
+            requested: snapshot.to_owned(),
+            phase: RestorePhase::Pending,
+            job: Some(job_name),
+            message: Some("starting the restore Job; Synapse stays stopped until it finishes".into()),
+            ..RestoreStatus::default()
+        };
+        return (Some(status), RestoreAction::Run(Box::new(job)));
+    };
+    let Some(outcome) = job_outcome(live, pods) else {
+        let status = RestoreStatus {
+            requested: snapshot.to_owned(),
+            phase: RestorePhase::Running,
+            job: Some(job_name),
+            message: Some("restoring the database, media and keys; Synapse stays stopped".into()),
+            ..RestoreStatus::default()
+        };
+        return (Some(status), RestoreAction::Run(Box::new(job)));
+    };
+    let result = outcome.result.clone().unwrap_or_default();
+    let (phase, message, action) = if outcome.succeeded && result.result != "failure" {
+        (
+            RestorePhase::Succeeded,
+            format!(
+                "restored snapshot {}; Synapse starts",
+                result.snapshot.as_deref().unwrap_or(snapshot)
+            ),
+            RestoreAction::None,
+        )
+    } else if result.result == "refused" {
+        // Nothing was changed, so Synapse may run again on its data.
+        (
+            RestorePhase::Refused,
+            result.message.unwrap_or_else(|| "the database is not empty".into()),
+            RestoreAction::None,
+        )
+    } else {
+        let why = result
+            .message
+            .or(outcome.job_message.clone())
+            .unwrap_or_else(|| format!("Job {} failed; see its pod's log", outcome.job));
+        (
+            RestorePhase::Failed,
+            format!(
+                "{why}. Synapse stays stopped; fix the cause, then delete Job {} to retry, or remove stages[].restore",
+                outcome.job
+            ),
+            RestoreAction::Hold,
+        )
+    };
+    let status = RestoreStatus {
+        requested: snapshot.to_owned(),
+        phase,
+        snapshot: result.snapshot.filter(|_| phase == RestorePhase::Succeeded),
+        job: Some(job_name),
+        message: Some(message),
+        finished_at: Some(outcome.finished),
+    };
+    (Some(status), action)
+}
+
+/// Whether Synapse must stay stopped (zero replicas) for a restore: from the
+/// moment it is declared until it succeeded or was refused.
+pub fn hold_synapse(action: &RestoreAction) -> bool {
+    !matches!(action, RestoreAction::None)
+}
+
+/// Whether the operator may mint a new identity (keys Secret) for a stage
+/// that has none: not when the stage is to be restored, since the restore
+/// brings the stage's identity back and a new one would be refused by it.
+pub fn may_mint_keys(stage: &Stage) -> bool {
+    stage.restore.is_none()
+}
+
+#[cfg(test)]
+#[path = "backup_tests.rs"]
+mod tests;

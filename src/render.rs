@@ -1,0 +1,211 @@
+//! Offline rendering: every object the operator would create for an
+//! instance, from a file, with no cluster and placeholder secrets.
+
+use std::path::{Path, PathBuf};
+
+use kube::api::ObjectMeta;
+use thiserror::Error;
+
+use crate::api::MessengerInstance;
+use crate::api::admission::admission_errors;
+use crate::build::homeserver::{self, HomeserverFiles};
+use crate::build::keys::{self, StageSecrets};
+use crate::build::names::StageNames;
+use crate::build::{self, BuildError, Child, Ownership, StageInputs};
+use crate::validate::{self, ValidationError};
+
+/// Why an instance file cannot be rendered. Each message says what to fix.
+#[derive(Debug, Error)]
+pub enum RenderError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid MessengerInstance: {message}")]
+    Yaml { path: PathBuf, message: String },
+    #[error(
+        "{path} has kind {kind}; expected apiVersion caduceus.dev/v1alpha1, kind MessengerInstance"
+    )]
+    WrongKind { path: PathBuf, kind: String },
+    #[error("the API server would reject this instance:\n  {}", .0.join("\n  "))]
+    Admission(Vec<String>),
+    #[error("invalid spec:\n  {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Invalid(Vec<ValidationError>),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("no stage named {stage}; the instance has: {known}")]
+    UnknownStage { stage: String, known: String },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Reads one MessengerInstance from a YAML file.
+pub fn load_instance(path: &Path) -> Result<MessengerInstance, RenderError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RenderError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_instance(&text, path)
+}
+
+/// Parses one MessengerInstance; YAML errors carry line and column.
+pub fn parse_instance(text: &str, path: &Path) -> Result<MessengerInstance, RenderError> {
+    let value: serde_json::Value =
+        serde_saphyr::from_str(text).map_err(|error| RenderError::Yaml {
+            path: path.to_owned(),
+            message: error.to_string(),
+        })?;
+    let kind = value
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .unwrap_or("<none>");
+    if kind != "MessengerInstance" {
+        return Err(RenderError::WrongKind {
+            path: path.to_owned(),
+            kind: kind.to_owned(),
+        });
+    }
+    // Parse again as the typed instance so that errors keep their position.
+    serde_saphyr::from_str(text).map_err(|error| RenderError::Yaml {
+        path: path.to_owned(),
+        message: error.to_string(),
+    })
+}
+
+/// Checks an instance as admission and the operator would.
+pub fn check(instance: &MessengerInstance) -> Result<(), RenderError> {
+    let admission = admission_errors(instance);
+    if !admission.is_empty() {
+        return Err(RenderError::Admission(admission));
+    }
+    validate::validate(&instance.spec).map_err(RenderError::Invalid)
+}
+
+/// Gives an instance without a namespace the given one.
+pub fn with_namespace(
+    mut instance: MessengerInstance,
+    namespace: Option<&str>,
+) -> MessengerInstance {
+    if let Some(namespace) = namespace {
+        instance.metadata.namespace = Some(namespace.to_owned());
+    } else if instance.metadata.namespace.is_none() {
+        instance.metadata.namespace = Some("default".into());
+    }
+    instance
+}
+
+/// Every object of the instance (or of one stage), as the operator would
+/// create them, secrets as placeholders.
+pub fn render_objects(
+    instance: &MessengerInstance,
+    stage: Option<&str>,
+) -> Result<Vec<Child>, RenderError> {
+    check(instance)?;
+    let selected = select_stages(instance, stage)?;
+    let secrets = StageSecrets::placeholders();
+    let namespace = instance
+        .metadata
+        .namespace
+        .as_deref()
+        .ok_or(BuildError::MissingNamespace)?;
+    let name = instance.metadata.name.as_deref().unwrap_or_default();
+    let mut objects = Vec::new();
+    for stage in selected {
+        let names = StageNames::new(name, &stage.name);
+        objects.push(Child::new(
+            keys::keys_secret(&names, namespace, &secrets),
+            Ownership::Retained,
+        ));
+        let inputs = StageInputs {
+            stage,
+            secrets: &secrets,
+            release: build::desired_release(instance, stage),
+        };
+        let resources = build::build_stage(instance, &inputs)?;
+        objects.extend(build::children(instance, vec![resources]));
+    }
+    Ok(objects)
+}
+
+/// The configuration files of one stage, secrets as placeholders.
+pub fn render_homeserver(
+    instance: &MessengerInstance,
+    stage: &str,
+) -> Result<HomeserverFiles, RenderError> {
+    check(instance)?;
+    let stage = select_stages(instance, Some(stage))?[0];
+    let name = instance.metadata.name.as_deref().unwrap_or_default();
+    let names = StageNames::new(name, &stage.name);
+    let connection = build::database::connection(&instance.spec, &names);
+    homeserver::homeserver_files(
+        &instance.spec,
+        stage,
+        &connection,
+        &StageSecrets::placeholders(),
+    )
+    .map_err(|source| {
+        RenderError::Build(BuildError::Homeserver {
+            stage: stage.name.clone(),
+            source,
+        })
+    })
+}
+
+/// Writes `homeserver.yaml`, `log.yaml` and `secrets.yaml` into `dir`.
+pub fn write_homeserver_files(files: &HomeserverFiles, dir: &Path) -> Result<(), RenderError> {
+    let write = |name: &str, content: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, content).map_err(|source| RenderError::Write { path, source })
+    };
+    std::fs::create_dir_all(dir).map_err(|source| RenderError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    write(homeserver::HOMESERVER_FILE, &files.homeserver_yaml)?;
+    write(homeserver::LOG_CONFIG_FILE, &files.log_yaml)?;
+    write(homeserver::SECRETS_FILE, &files.secrets_yaml)
+}
+
+fn select_stages<'a>(
+    instance: &'a MessengerInstance,
+    stage: Option<&str>,
+) -> Result<Vec<&'a crate::api::Stage>, RenderError> {
+    let stages = &instance.spec.stages;
+    match stage {
+        None => Ok(stages.iter().collect()),
+        Some(wanted) => stages
+            .iter()
+            .find(|s| s.name == wanted)
+            .map(|s| vec![s])
+            .ok_or_else(|| RenderError::UnknownStage {
+                stage: wanted.to_owned(),
+                known: stages
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+    }
+}
+
+/// Objects as a multi-document YAML stream, without server-managed fields.
+pub fn to_yaml_stream(objects: &[Child]) -> String {
+    objects
+        .iter()
+        .map(|child| {
+            let mut object = child.object.clone();
+            object.metadata = ObjectMeta {
+                resource_version: None,
+                ..object.metadata
+            };
+            let value = serde_json::to_value(&object).expect("objects serialize");
+            format!("---\n{}", homeserver::to_yaml(&value))
+        })
+        .collect()
+}

@@ -1,0 +1,357 @@
+//! Status: stage phases from observed workloads, the instance conditions
+//! Kubernetes tools read (`Ready`, `Reconciling`, `Stalled`), and the rule
+//! that status is written only when it changed.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::api::{MessengerInstanceStatus, StagePhase, StageStatus};
+
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+
+/// Whether a StatefulSet runs its current spec with every replica ready, and
+/// if not, what it waits for.
+pub fn stateful_set_readiness(set: Option<&StatefulSet>) -> Result<(), String> {
+    let Some(set) = set else {
+        return Err("the StatefulSet does not exist yet".into());
+    };
+    let wanted = set
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.replicas)
+        .unwrap_or(1);
+    let generation = set.metadata.generation.unwrap_or_default();
+    let Some(status) = &set.status else {
+        return Err("the StatefulSet reports no status yet".into());
+    };
+    if status.observed_generation.unwrap_or_default() < generation {
+        return Err("the StatefulSet controller has not seen the latest spec yet".into());
+    }
+    let ready = status.ready_replicas.unwrap_or_default();
+    let updated = status.updated_replicas.unwrap_or_default();
+    if updated < wanted {
+        return Err(format!("{updated}/{wanted} pods run the current spec"));
+    }
+    if ready < wanted {
+        return Err(format!("{ready}/{wanted} pods ready"));
+    }
+    Ok(())
+}
+
+/// Why the instance cannot make progress without a change from a person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stall {
+    /// A CamelCase reason, for example `InvalidSpec` or `KeysMissing`.
+    pub reason: String,
+    /// What is wrong, naming the field and the fix.
+    pub message: String,
+}
+
+/// The instance status for the observed stages.
+pub fn instance_status(
+    previous: Option<&MessengerInstanceStatus>,
+    generation: Option<i64>,
+    stages: Vec<StageStatus>,
+    stall: Option<&Stall>,
+    now: &Time,
+) -> MessengerInstanceStatus {
+    let not_ready: Vec<&StageStatus> = stages
+        .iter()
+        .filter(|s| s.phase != StagePhase::Ready)
+        .collect();
+    let ready = if let Some(stall) = stall {
+        (false, stall.reason.clone(), stall.message.clone())
+    } else if stages.is_empty() {
+        (
+            false,
+            "NoStages".into(),
+            "the instance has no stages".into(),
+        )
+    } else if !not_ready.is_empty() {
+        (
+            false,
+            "StagesNotReady".into(),
+            not_ready
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{}: {} ({})",
+                        s.name,
+                        s.phase,
+                        s.message.as_deref().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    } else {
+        (
+            true,
+            "AllStagesReady".into(),
+            "every stage runs its desired release".into(),
+        )
+    };
+    let reconciling = match (stall, not_ready.is_empty()) {
+        (None, false) => (true, "Progressing".into(), ready.2.clone()),
+        _ => (false, "Settled".into(), "nothing in progress".into()),
+    };
+    let stalled = match stall {
+        Some(stall) => (true, stall.reason.clone(), stall.message.clone()),
+        None => (
+            false,
+            "NotStalled".into(),
+            "the operator can make progress".into(),
+        ),
+    };
+    let previous_conditions = previous
+        .map(|p| p.conditions.as_slice())
+        .unwrap_or_default();
+    let conditions = [
+        (READY, ready),
+        (RECONCILING, reconciling),
+        (STALLED, stalled),
+    ]
+    .into_iter()
+    .map(|(kind, (status, reason, message))| {
+        condition(
+            previous_conditions,
+            kind,
+            status,
+            reason,
+            message,
+            generation,
+            now,
+        )
+    })
+    .collect();
+    MessengerInstanceStatus {
+        observed_generation: generation,
+        conditions,
+        summary: Some(summary(&stages)),
+        stages,
+    }
+}
+
+/// `beta=Ready(v1.163.2) production=Waiting(v1.160.0)`, for `kubectl get`.
+pub fn summary(stages: &[StageStatus]) -> String {
+    stages
+        .iter()
+        .map(|stage| {
+            let release = stage
+                .release
+                .as_ref()
+                .and_then(|r| r.synapse.as_deref())
+                .unwrap_or("-");
+            format!("{}={}({})", stage.name, stage.phase, release)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A condition that keeps its transition time while its status stays.
+fn condition(
+    previous: &[Condition],
+    kind: &str,
+    status: bool,
+    reason: String,
+    message: String,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    let status = if status { "True" } else { "False" }.to_owned();
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == kind && c.status == status)
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    Condition {
+        type_: kind.into(),
+        status,
+        reason,
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// The condition of one type.
+pub fn find_condition<'a>(
+    status: &'a MessengerInstanceStatus,
+    kind: &str,
+) -> Option<&'a Condition> {
+    status.conditions.iter().find(|c| c.type_ == kind)
+}
+
+/// A human-readable report of an instance's stages, for `caduceus status`.
+pub fn describe(instance: &crate::api::MessengerInstance) -> String {
+    let status = instance.status.clone().unwrap_or_default();
+    let generation = instance.metadata.generation.unwrap_or_default();
+    let mut out = format!(
+        "MessengerInstance {}/{} (generation {}, observed {})\n",
+        instance.metadata.namespace.as_deref().unwrap_or_default(),
+        instance.metadata.name.as_deref().unwrap_or_default(),
+        generation,
+        status
+            .observed_generation
+            .map_or("never".into(), |g| g.to_string()),
+    );
+    for condition in &status.conditions {
+        out.push_str(&format!(
+            "  {:<12} {:<5} {}: {}\n",
+            condition.type_, condition.status, condition.reason, condition.message
+        ));
+    }
+    let release = |r: &Option<crate::api::ReleaseStatus>| {
+        r.as_ref()
+            .and_then(|r| r.synapse.clone())
+            .unwrap_or_else(|| "-".into())
+    };
+    out.push_str(&format!(
+        "\n  {:<14} {:<13} {:<10} {:<10} {}\n",
+        "STAGE", "PHASE", "RELEASE", "TARGET", "MESSAGE"
+    ));
+    for stage in &status.stages {
+        out.push_str(&format!(
+            "  {:<14} {:<13} {:<10} {:<10} {}\n",
+            stage.name,
+            stage.phase.to_string(),
+            release(&stage.release),
+            release(&stage.target),
+            stage.message.as_deref().unwrap_or_default()
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ReleaseStatus;
+    use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetStatus};
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(seconds: i64) -> Time {
+        Time(Timestamp::from_second(seconds).unwrap())
+    }
+
+    fn stage(name: &str, phase: StagePhase) -> StageStatus {
+        StageStatus {
+            name: name.into(),
+            phase,
+            release: Some(ReleaseStatus {
+                synapse: Some("v1.163.2".into()),
+                element_web: None,
+            }),
+            message: Some("waiting".into()),
+            ..StageStatus::default()
+        }
+    }
+
+    #[test]
+    fn ready_only_when_every_stage_is() {
+        let status = instance_status(
+            None,
+            Some(3),
+            vec![stage("beta", StagePhase::Ready)],
+            None,
+            &at(1),
+        );
+        assert_eq!(find_condition(&status, READY).unwrap().status, "True");
+        assert_eq!(
+            find_condition(&status, RECONCILING).unwrap().status,
+            "False"
+        );
+        assert_eq!(status.summary.as_deref(), Some("beta=Ready(v1.163.2)"));
+        let status = instance_status(
+            None,
+            Some(3),
+            vec![
+                stage("beta", StagePhase::Ready),
+                stage("production", StagePhase::Provisioning),
+            ],
+            None,
+            &at(1),
+        );
+        assert_eq!(find_condition(&status, READY).unwrap().status, "False");
+        assert_eq!(find_condition(&status, RECONCILING).unwrap().status, "True");
+        assert_eq!(
+            find_condition(&status, READY).unwrap().observed_generation,
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn a_stall_is_not_reconciling() {
+        let stall = Stall {
+            reason: "InvalidSpec".into(),
+            message: "spec.x: bad".into(),
+        };
+        let status = instance_status(None, Some(1), vec![], Some(&stall), &at(1));
+        assert_eq!(find_condition(&status, STALLED).unwrap().status, "True");
+        assert_eq!(
+            find_condition(&status, STALLED).unwrap().message,
+            "spec.x: bad"
+        );
+        assert_eq!(
+            find_condition(&status, RECONCILING).unwrap().status,
+            "False"
+        );
+    }
+
+    #[test]
+    fn transition_times_stay_while_status_stays() {
+        let first = instance_status(
+            None,
+            Some(1),
+            vec![stage("beta", StagePhase::Ready)],
+            None,
+            &at(1),
+        );
+        let again = instance_status(
+            Some(&first),
+            Some(1),
+            vec![stage("beta", StagePhase::Ready)],
+            None,
+            &at(99),
+        );
+        assert_eq!(first, again);
+        let changed = instance_status(
+            Some(&first),
+            Some(1),
+            vec![stage("beta", StagePhase::Failed)],
+            None,
+            &at(99),
+        );
+        assert_eq!(
+            find_condition(&changed, READY)
+                .unwrap()
+                .last_transition_time,
+            at(99)
+        );
+    }
+
+    #[test]
+    fn stateful_set_readiness_needs_current_ready_replicas() {
+        let mut set = StatefulSet {
+            spec: Some(StatefulSetSpec {
+                replicas: Some(1),
+                ..StatefulSetSpec::default()
+            }),
+            ..StatefulSet::default()
+        };
+        set.metadata.generation = Some(2);
+        assert!(stateful_set_readiness(None).is_err());
+        assert!(stateful_set_readiness(Some(&set)).is_err());
+        set.status = Some(StatefulSetStatus {
+            observed_generation: Some(1),
+            ready_replicas: Some(1),
+            updated_replicas: Some(1),
+            replicas: 1,
+            ..StatefulSetStatus::default()
+        });
+        assert!(stateful_set_readiness(Some(&set)).is_err());
+        set.status.as_mut().unwrap().observed_generation = Some(2);
+        assert_eq!(stateful_set_readiness(Some(&set)), Ok(()));
+    }
+}

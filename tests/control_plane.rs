@@ -1,0 +1,501 @@
+//! The operator against a real kube-apiserver and etcd, under the ClusterRole
+//! the project ships. There is no kubelet or controller-manager: tests report
+//! workload readiness themselves and check owner references instead of
+//! garbage collection.
+
+mod common;
+
+use std::time::Duration;
+
+use caduceus::api::{MessengerInstance, StagePhase};
+use caduceus::build::keys::{SIGNING_KEY, StageSecrets};
+use common::*;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn instance(admin: &Client, namespace: &str, name: &str) -> MessengerInstance {
+    Api::<MessengerInstance>::namespaced(admin.clone(), namespace)
+        .get(name)
+        .await
+        .expect("reading the instance")
+}
+
+async fn wait_ready(admin: &Client, namespace: &str, name: &str) -> MessengerInstance {
+    eventually(&format!("{name} Ready"), WAIT, || async {
+        let current = instance(admin, namespace, name).await;
+        let ready = condition(&current, "Ready").is_some_and(|(status, _, _)| status == "True");
+        let observed = current.status.as_ref().and_then(|s| s.observed_generation)
+            == current.metadata.generation;
+        (ready && observed).then_some(current)
+    })
+    .await
+}
+
+/// Brings the minimal example to Ready and returns the namespace.
+async fn ready_minimal(admin: &Client, prefix: &str) -> (String, Operator) {
+    let namespace = namespace(admin, prefix).await;
+    let operator = Operator::start(&namespace).await;
+    apply_instance(admin, &example("minimal.yaml", &namespace)).await;
+    mark_ready(admin, &namespace, "minimal-main-synapse").await;
+    wait_ready(admin, &namespace, "minimal").await;
+    (namespace, operator)
+}
+
+#[tokio::test]
+async fn every_child_is_created_with_its_owner_and_the_stage_becomes_ready() {
+    let admin = admin().await;
+    let namespace = namespace(&admin, "children").await;
+    let operator = Operator::start(&namespace).await;
+    let created = apply_instance(&admin, &example("umessenger.yaml", &namespace)).await;
+    let uid = created.uid().unwrap();
+
+    for stage in ["beta", "production"] {
+        let base = format!("umessenger-{stage}");
+        let set: StatefulSet = eventually(&format!("{base}-synapse"), WAIT, || {
+            let api = Api::<StatefulSet>::namespaced(admin.clone(), &namespace);
+            let name = format!("{base}-synapse");
+            async move { api.get_opt(&name).await.unwrap() }
+        })
+        .await;
+        let owner = &set.owner_references()[0];
+        assert_eq!(owner.uid, uid);
+        assert_eq!(owner.controller, Some(true));
+        for owned in [
+            Api::<ConfigMap>::namespaced(admin.clone(), &namespace)
+                .get(&format!("{base}-homeserver"))
+                .await
+                .unwrap()
+                .owner_references()
+                .to_vec(),
+            Api::<Secret>::namespaced(admin.clone(), &namespace)
+                .get(&format!("{base}-homeserver-secrets"))
+                .await
+                .unwrap()
+                .owner_references()
+                .to_vec(),
+            Api::<Service>::namespaced(admin.clone(), &namespace)
+                .get(&format!("{base}-synapse"))
+                .await
+                .unwrap()
+                .owner_references()
+                .to_vec(),
+        ] {
+            assert_eq!(owned.len(), 1);
+            assert_eq!(owned[0].uid, uid);
+        }
+        // Data outlives the instance: no owner reference on keys and media.
+        let keys = Api::<Secret>::namespaced(admin.clone(), &namespace)
+            .get(&format!("{base}-keys"))
+            .await
+            .unwrap();
+        assert!(keys.owner_references().is_empty());
+        let secrets = StageSecrets::from_secret(&keys).expect("every key present");
+        assert!(secrets.signing_key.starts_with("ed25519 a_"));
+        let media = Api::<PersistentVolumeClaim>::namespaced(admin.clone(), &namespace)
+            .get(&format!("{base}-media"))
+            .await
+            .unwrap();
+        assert!(media.owner_references().is_empty());
+    }
+
+    let waiting = instance(&admin, &namespace, "umessenger").await;
+    assert_eq!(condition(&waiting, "Ready").unwrap().0, "False");
+    assert_eq!(condition(&waiting, "Reconciling").unwrap().0, "True");
+
+    mark_ready(&admin, &namespace, "umessenger-beta-synapse").await;
+    mark_ready(&admin, &namespace, "umessenger-production-synapse").await;
+    let ready = wait_ready(&admin, &namespace, "umessenger").await;
+    let status = ready.status.unwrap();
+    assert!(status.stages.iter().all(|s| s.phase == StagePhase::Ready));
+    assert_eq!(
+        status.summary.as_deref(),
+        Some("beta=Ready(v1.163.2) production=Ready(v1.163.2)")
+    );
+    assert_eq!(
+        condition(&instance(&admin, &namespace, "umessenger").await, "Stalled")
+            .unwrap()
+            .0,
+        "False"
+    );
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn an_unchanged_instance_sends_no_mutating_requests() {
+    let admin = admin().await;
+    let (namespace, operator) = ready_minimal(&admin, "steady").await;
+    // Let the writes that led to Ready settle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let audit = AuditLog::open();
+
+    // A running operator reconciling again (an annotation change triggers it).
+    let mark = audit.mark();
+    let api = Api::<MessengerInstance>::namespaced(admin.clone(), &namespace);
+    api.patch(
+        "minimal",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"annotations": {"touched": "1"}}})),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let writes = audit.operator_writes_since(mark, &namespace);
+    println!(
+        "mutating requests during a second reconcile: {}",
+        writes.len()
+    );
+    assert_eq!(
+        writes,
+        Vec::<String>::new(),
+        "a second reconcile must not write"
+    );
+
+    // A restarted operator reconciles everything from scratch.
+    operator.stop().await;
+    let mark = audit.mark();
+    let operator = Operator::start(&namespace).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let writes = audit.operator_writes_since(mark, &namespace);
+    println!(
+        "mutating requests after an operator restart: {}",
+        writes.len()
+    );
+    assert_eq!(writes, Vec::<String>::new(), "a restart must not write");
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn a_child_edited_by_hand_is_restored() {
+    let admin = admin().await;
+    let (namespace, operator) = ready_minimal(&admin, "drift").await;
+    let config_maps = Api::<ConfigMap>::namespaced(admin.clone(), &namespace);
+    let original = config_maps
+        .get("minimal-main-homeserver")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    config_maps
+        .patch(
+            "minimal-main-homeserver",
+            &PatchParams::apply("someone").force(),
+            &Patch::Apply(&json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "data": {"homeserver.yaml": "server_name: evil.example.org\n"},
+            })),
+        )
+        .await
+        .unwrap();
+    eventually("the ConfigMap restored", WAIT, || async {
+        let data = config_maps
+            .get("minimal-main-homeserver")
+            .await
+            .unwrap()
+            .data
+            .unwrap();
+        (data == original).then_some(())
+    })
+    .await;
+
+    let sets = Api::<StatefulSet>::namespaced(admin.clone(), &namespace);
+    sets.patch(
+        "minimal-main-synapse",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"replicas": 3}})),
+    )
+    .await
+    .unwrap();
+    eventually("the replica count restored", WAIT, || async {
+        let set = sets.get("minimal-main-synapse").await.unwrap();
+        (set.spec.unwrap().replicas == Some(1)).then_some(())
+    })
+    .await;
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn a_deleted_keys_secret_stalls_the_stage_instead_of_minting_a_new_identity() {
+    let admin = admin().await;
+    let (namespace, operator) = ready_minimal(&admin, "keys").await;
+    let secrets = Api::<Secret>::namespaced(admin.clone(), &namespace);
+    let original = secrets.get("minimal-main-keys").await.unwrap();
+    let key_id = StageSecrets::from_secret(&original)
+        .unwrap()
+        .signing_key_id()
+        .unwrap()
+        .to_owned();
+    secrets
+        .delete("minimal-main-keys", &DeleteParams::default())
+        .await
+        .unwrap();
+
+    let stalled = eventually("Stalled", WAIT, || async {
+        let current = instance(&admin, &namespace, "minimal").await;
+        condition(&current, "Stalled")
+            .filter(|(status, _, _)| status == "True")
+            .map(|c| (c, current))
+    })
+    .await;
+    let ((_, reason, message), current) = stalled;
+    assert_eq!(reason, "KeysMissing");
+    assert!(
+        message.contains("minimal-main-keys") && message.contains("restore"),
+        "{message}"
+    );
+    assert_eq!(current.status.unwrap().stages[0].phase, StagePhase::Blocked);
+    assert!(
+        secrets
+            .get_opt("minimal-main-keys")
+            .await
+            .unwrap()
+            .is_none(),
+        "no new identity was minted"
+    );
+
+    // Restoring the Secret (as from a backup) brings the stage back.
+    let mut restored = original.clone();
+    restored.metadata.resource_version = None;
+    restored.metadata.uid = None;
+    restored.metadata.creation_timestamp = None;
+    restored.metadata.managed_fields = None;
+    secrets
+        .create(&Default::default(), &restored)
+        .await
+        .unwrap();
+    let ready = wait_ready(&admin, &namespace, "minimal").await;
+    let stage = &ready.status.unwrap().stages[0];
+    assert_eq!(stage.signing_key_id.as_deref(), Some(key_id.as_str()));
+    assert_eq!(
+        secrets
+            .get("minimal-main-keys")
+            .await
+            .unwrap()
+            .data
+            .unwrap()[SIGNING_KEY],
+        original.data.unwrap()[SIGNING_KEY]
+    );
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn a_removed_stage_loses_its_workloads_but_keeps_its_data() {
+    let admin = admin().await;
+    let namespace = namespace(&admin, "prune").await;
+    let operator = Operator::start(&namespace).await;
+    let mut two = example("umessenger.yaml", &namespace);
+    apply_instance(&admin, &two).await;
+    let sets = Api::<StatefulSet>::namespaced(admin.clone(), &namespace);
+    eventually("production's StatefulSet", WAIT, || async {
+        sets.get_opt("umessenger-production-synapse").await.unwrap()
+    })
+    .await;
+    two.spec.stages.retain(|s| s.name == "beta");
+    apply_instance(&admin, &two).await;
+    eventually("production's StatefulSet pruned", WAIT, || async {
+        sets.get_opt("umessenger-production-synapse")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let claims = Api::<PersistentVolumeClaim>::namespaced(admin.clone(), &namespace);
+    assert!(
+        claims
+            .get_opt("umessenger-production-media")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let secrets = Api::<Secret>::namespaced(admin.clone(), &namespace);
+    assert!(
+        secrets
+            .get_opt("umessenger-production-keys")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        sets.get_opt("umessenger-beta-synapse")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn deletion_keeps_data_unless_the_policy_says_delete() {
+    let admin = admin().await;
+    let (namespace, operator) = ready_minimal(&admin, "delete").await;
+    let instances = Api::<MessengerInstance>::namespaced(admin.clone(), &namespace);
+    let claims = Api::<PersistentVolumeClaim>::namespaced(admin.clone(), &namespace);
+    let secrets = Api::<Secret>::namespaced(admin.clone(), &namespace);
+
+    // Retain (the default): no finalizer, and the data has no owner to be
+    // collected with.
+    let current = instances.get("minimal").await.unwrap();
+    assert!(current.finalizers().is_empty());
+
+    // Delete: the operator adds its finalizer, and on deletion removes the
+    // retained data before letting the instance go.
+    instances
+        .patch(
+            "minimal",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"deletionPolicy": "Delete"}})),
+        )
+        .await
+        .unwrap();
+    eventually("the data finalizer", WAIT, || async {
+        let current = instances.get("minimal").await.unwrap();
+        current
+            .finalizers()
+            .iter()
+            .any(|f| f == "caduceus.dev/delete-data")
+            .then_some(())
+    })
+    .await;
+    instances
+        .delete("minimal", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the instance gone", WAIT, || async {
+        instances
+            .get_opt("minimal")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    // The API server's pvc-protection finalizer keeps a deleted claim until
+    // the (absent) controller-manager releases it: deletion was requested.
+    let media = claims.get_opt("minimal-main-media").await.unwrap();
+    assert!(media.is_none_or(|claim| claim.metadata.deletion_timestamp.is_some()));
+    assert!(
+        secrets
+            .get_opt("minimal-main-keys")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn retained_data_survives_deleting_the_instance() {
+    let admin = admin().await;
+    let (namespace, operator) = ready_minimal(&admin, "retain").await;
+    let instances = Api::<MessengerInstance>::namespaced(admin.clone(), &namespace);
+    let key = Api::<Secret>::namespaced(admin.clone(), &namespace)
+        .get("minimal-main-keys")
+        .await
+        .unwrap();
+    instances
+        .delete("minimal", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the instance gone", WAIT, || async {
+        instances
+            .get_opt("minimal")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let claims = Api::<PersistentVolumeClaim>::namespaced(admin.clone(), &namespace);
+    assert!(
+        claims
+            .get_opt("minimal-main-media")
+            .await
+            .unwrap()
+            .unwrap()
+            .owner_references()
+            .is_empty()
+    );
+    // Re-creating the instance adopts the same identity.
+    apply_instance(&admin, &example("minimal.yaml", &namespace)).await;
+    mark_ready(&admin, &namespace, "minimal-main-synapse").await;
+    let ready = wait_ready(&admin, &namespace, "minimal").await;
+    let again = Api::<Secret>::namespaced(admin.clone(), &namespace)
+        .get("minimal-main-keys")
+        .await
+        .unwrap();
+    assert_eq!(again.uid(), key.uid());
+    assert_eq!(
+        ready.status.unwrap().stages[0].signing_key_id,
+        StageSecrets::from_secret(&key)
+            .unwrap()
+            .signing_key_id()
+            .map(str::to_owned)
+    );
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_instances_are_rejected_at_admission_with_their_message() {
+    let admin = admin().await;
+    let namespace = namespace(&admin, "invalid").await;
+    let api = Api::<MessengerInstance>::namespaced(admin.clone(), &namespace);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 6, "the admission fixtures are present");
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let expected = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} starts with `# expect: MESSAGE`", file.display()));
+        let body: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let name = body["metadata"]["name"].as_str().unwrap().to_owned();
+        let error = api
+            .patch(
+                &name,
+                &PatchParams::apply("test-user"),
+                &Patch::Apply(&body),
+            )
+            .await
+            .expect_err(&format!("{} must be rejected", file.display()));
+        let kube::Error::Api(status) = error else {
+            panic!("{}: expected an API rejection, got {error}", file.display())
+        };
+        assert!(
+            status.message.contains(expected),
+            "{}: expected {expected:?} in {:?}",
+            file.display(),
+            status.message
+        );
+    }
+
+    // serverName cannot change once set.
+    apply_instance(&admin, &example("minimal.yaml", &namespace)).await;
+    let error = api
+        .patch(
+            "minimal",
+            &PatchParams::apply("test-user"),
+            &Patch::Apply(&json!({
+                "apiVersion": "caduceus.dev/v1alpha1", "kind": "MessengerInstance",
+                "spec": {"release": {"synapse": "v1.163.2", "elementWeb": "v1.12.3"},
+                         "stages": [{"name": "main", "serverName": "other.example.org"}]},
+            })),
+        )
+        .await
+        .expect_err("changing serverName is refused");
+    assert!(
+        error.to_string().contains("serverName cannot change"),
+        "{error}"
+    );
+}
