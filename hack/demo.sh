@@ -21,6 +21,9 @@ cargo build --locked --quiet
 BIN="$CARGO_TARGET_DIR/debug/caduceus"
 
 echo "--- starting the control plane (built from Go modules on first use; cached after)"
+# A control plane that was already running is left running afterwards.
+started_here=1
+hack/control-plane.sh env >/dev/null 2>&1 && started_here=""
 hack/control-plane.sh start >/dev/null
 # shellcheck disable=SC1091
 source "${CADUCEUS_CP_DIR:-/tmp/caduceus-control-plane}/env"
@@ -34,7 +37,7 @@ cleanup() {
   if [[ "${DEMO_KEEP:-}" != 1 ]]; then
     kill "$OPERATOR" 2>/dev/null || true
     wait "$OPERATOR" 2>/dev/null || true
-    hack/control-plane.sh stop
+    [[ -n "$started_here" ]] && hack/control-plane.sh stop
   else
     echo "operator (pid $OPERATOR) and control plane left running; stop with: kill $OPERATOR; hack/control-plane.sh stop"
   fi

@@ -67,7 +67,8 @@ free_port() {
 }
 
 port_is_free() {
-  python3 -c 'import socket, sys; s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
+  # SO_REUSEADDR as PostgreSQL sets it, so our own port in TIME_WAIT counts as free.
+  python3 -c 'import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
 }
 
 print_env() {
@@ -88,7 +89,7 @@ start() {
     rm -rf "$DATA"
     # A fixed password only guards a loopback server that lives for a test
     # run; TCP logins need it, so the password Synapse sends is checked.
-    python3 -c 'import secrets; print(secrets.token_hex(16))' >"$DIR/password"
+    (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(16))' >"$DIR/password")
     install -d -m 700 "$DATA"
     if [[ $(id -u) -eq 0 ]]; then
       chown "$PG_USER" "$DATA"
@@ -125,7 +126,7 @@ stop() {
 # psql-family tools over TCP as the superuser.
 client() {
   running_pid >/dev/null || die "not running (state in $DIR); run hack/postgres.sh start"
-  PGPASSWORD="$(cat "$DIR/password")" "$BIN/$1" -h "$HOST" -p "$(cat "$DIR/port")" -U "$SUPERUSER" "${@:2}"
+  PGPASSWORD="$(cat "$DIR/password")" PGOPTIONS="-c client_min_messages=warning" "$BIN/$1" -h "$HOST" -p "$(cat "$DIR/port")" -U "$SUPERUSER" "${@:2}"
 }
 
 case "${1:-}" in

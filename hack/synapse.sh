@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Installs a pinned Synapse (with the PostgreSQL driver and OIDC support, as
-# in the Synapse image) and pytest into a
-# virtualenv cached outside the repository, keyed by version, so a second run
-# installs nothing.
+# in the Synapse image) and pytest into a virtualenv cached outside the
+# repository, keyed by version, so a second run installs nothing.
 #
 #   SYNAPSE_VERSION  the matrix-synapse release (default below)
 #   CADUCEUS_CACHE   cache root (default ~/.cache/caduceus)

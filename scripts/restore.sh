@@ -114,6 +114,12 @@ if [ -z "$id" ]; then
   fail 1 "snapshot $SNAPSHOT is not a snapshot of stage $STAGE in $(where); list them with 'caduceus backups list'"
 fi
 short="$(printf '%s' "$id" | cut -c1-8)"
+# restic ignores --host and --tag for a snapshot named by id: check them.
+if [ "$SNAPSHOT" != latest ]; then
+  if ! grep -q "\"hostname\":\"$HOST_NAME\"" "$listing" || ! grep -q "\"stage:$STAGE\"" "$listing"; then
+    fail 1 "snapshot $SNAPSHOT is not a snapshot of stage $STAGE in $(where); list them with 'caduceus backups list'"
+  fi
+fi
 
 # The target database must be reachable and empty: a restore never writes
 # over live data.

@@ -29,6 +29,11 @@ pub enum Command {
     Render(RenderArgs),
     /// Print each stage's phase, release, target and what it waits for.
     Status(StatusArgs),
+    /// A stage's backups: `caduceus backups list INSTANCE --stage S`.
+    Backups(crate::cli_backups::BackupsArgs),
+    /// Restore a stage from a snapshot: writes `stages[].restore` into the
+    /// instance's YAML file (-f) or prints it.
+    Restore(crate::cli_backups::RestoreArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

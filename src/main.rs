@@ -20,6 +20,8 @@ fn main() -> ExitCode {
         Command::Render(args) => render_command(&args),
         Command::Run(args) => run_command(args),
         Command::Status(args) => status_command(args),
+        Command::Backups(args) => caduceus::cli_backups::backups_command(args),
+        Command::Restore(args) => caduceus::cli_backups::restore_command(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -18,14 +19,15 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use crate::api::{
-    DeletionPolicy, MessengerInstance, MessengerInstanceStatus, ReleaseStatus, StagePhase,
+    DeletionPolicy, MessengerInstance, MessengerInstanceStatus, Stage, StagePhase,
     StageStatus,
 };
 use crate::apply::{Applier, ApplyError};
 use crate::build::keys::{self, StageSecrets};
 use crate::build::names::{MANAGER, STAGE_LABEL, StageNames};
-use crate::build::{self, Child, Ownership, StageInputs};
+use crate::build::{self, Child, Ownership, StageInputs, backup};
 use crate::context::Context;
+use crate::rollout::machine::{self, Decision, Facts, JobState, Source, Workload};
 use crate::status::{self, Stall};
 
 /// The finalizer that deletes retained data, set only under
@@ -105,6 +107,7 @@ pub async fn reconcile(
     };
     let mut desired: Vec<build::StageResources> = Vec::new();
     let mut outcomes = Vec::new();
+    let mut jobs: Vec<Child> = Vec::new();
     for stage in &instance.spec.stages {
         let names = StageNames::new(&name, &stage.name);
         let before = previous.stages.iter().find(|s| s.name == stage.name);
@@ -124,11 +127,11 @@ pub async fn reconcile(
                     continue;
                 }
             };
-        let release = build::desired_release(&instance, stage);
+        let decision = plan_rollout(&instance, &ctx, stage, &names, &namespace, before, &outcomes);
         let inputs = StageInputs {
             stage,
             secrets: &secrets,
-            release: release.clone(),
+            release: decision.deploy.clone(),
         };
         let resources = match build::build_stage(&instance, &inputs) {
             Ok(resources) => resources,
@@ -150,45 +153,11 @@ pub async fn reconcile(
             }
         };
         desired.push(resources);
-        let synapse = ctx
-            .stores
-            .get_typed::<StatefulSet>(&namespace, &names.synapse());
-        let readiness = status::stateful_set_readiness(synapse.as_ref());
-        let running = ReleaseStatus {
-            synapse: Some(release.synapse.to_string()),
-            element_web: Some(release.element_web.to_string()),
-        };
-        let status = match readiness {
-            Ok(()) => StageStatus {
-                name: stage.name.clone(),
-                phase: StagePhase::Ready,
-                ready_since: before
-                    .filter(|b| {
-                        b.phase == StagePhase::Ready && b.release.as_ref() == Some(&running)
-                    })
-                    .and_then(|b| b.ready_since.clone())
-                    .or_else(|| Some(now.clone())),
-                release: Some(running),
-                target: None,
-                message: Some(format!("Synapse {} is ready", release.synapse)),
-                signing_key_id: secrets.signing_key_id().map(str::to_owned),
-                ..before.cloned().unwrap_or_default()
-            },
-            Err(waiting) => StageStatus {
-                name: stage.name.clone(),
-                phase: StagePhase::Provisioning,
-                ready_since: None,
-                release: Some(running),
-                target: None,
-                message: Some(format!("waiting for Synapse: {waiting}")),
-                signing_key_id: secrets.signing_key_id().map(str::to_owned),
-                ..before.cloned().unwrap_or_default()
-            },
-        };
-        outcomes.push(StageOutcome {
-            status,
-            stall: None,
-        });
+        jobs.extend(rollout_jobs(&instance, stage, &names, &namespace, &decision));
+        let mut status = decision.status;
+        status.name = stage.name.clone();
+        status.signing_key_id = secrets.signing_key_id().map(str::to_owned);
+        outcomes.push(StageOutcome { status, stall: None });
     }
 
     let children = build::children(&instance, desired);
@@ -199,6 +168,12 @@ pub async fn reconcile(
             child.object.metadata.name.as_deref().unwrap_or_default(),
         );
         applier.apply(child, live.as_deref()).await?;
+    }
+    // Rollout Jobs are created once under a name derived from their release
+    // and never changed: a restarted operator finds them instead of running
+    // them twice.
+    for job in &jobs {
+        applier.create_once(job).await?;
     }
     // A stalled stage keeps its workloads as they are: pruning them would
     // turn a missing Secret into an outage.
@@ -530,4 +505,112 @@ async fn finalize(
         .collect();
     patch_finalizers(instance, ctx, namespace, name, remaining).await?;
     Ok(Action::await_change())
+}
+
+/// The rollout decision of one stage, from its recorded status, the status
+/// decided for its promotion source earlier in this reconcile, and the
+/// cached Synapse and Jobs.
+fn plan_rollout(
+    instance: &MessengerInstance,
+    ctx: &Context,
+    stage: &Stage,
+    names: &StageNames,
+    namespace: &str,
+    before: Option<&StageStatus>,
+    earlier: &[StageOutcome],
+) -> Decision {
+    let desired = build::desired_release(instance, stage);
+    let suffix = backup::release_suffix(desired.synapse.as_str());
+    let job_state = |name: String| match ctx.stores.get_typed::<Job>(namespace, &name) {
+        None => JobState::Absent,
+        Some(job) => rollout_job_state(&job),
+    };
+    let synapse = ctx.stores.get_typed::<StatefulSet>(namespace, &names.synapse());
+    let source = stage.promotion.as_ref().map(|promotion| Source {
+        name: &promotion.from,
+        status: earlier
+            .iter()
+            .map(|outcome| &outcome.status)
+            .find(|status| status.name == promotion.from),
+    });
+    let facts = Facts {
+        desired,
+        previous: before,
+        promotion: stage.promotion.as_ref(),
+        source,
+        paused: instance.spec.paused || stage.paused,
+        backups: instance.spec.backups.is_some(),
+        backup_job: job_state(names.backup_job(&suffix)),
+        smoke_job: job_state(names.smoke_test_job(&suffix)),
+        workload: Workload {
+            release: synapse.as_ref().and_then(synapse_release),
+            readiness: status::stateful_set_readiness(synapse.as_ref()),
+        },
+        now: ctx.now().0,
+    };
+    machine::decide(&facts)
+}
+
+/// The Jobs a rollout decision starts.
+fn rollout_jobs(
+    instance: &MessengerInstance,
+    stage: &Stage,
+    names: &StageNames,
+    namespace: &str,
+    decision: &Decision,
+) -> Vec<Child> {
+    let spec = &instance.spec;
+    let mut jobs = Vec::new();
+    if let (Some(release), Some(inputs)) = (
+        &decision.start_backup,
+        backup::BackupInputs::new(spec, stage, names, namespace),
+    ) {
+        let job = backup::pre_upgrade_backup_job(&inputs, release.synapse.as_str());
+        jobs.push(Child::new(job, Ownership::Owned));
+    }
+    if let Some(release) = &decision.start_smoke_test {
+        // The smoke test's private room comes out encrypted under `all` and
+        // `invite`; it checks that when the configuration promises it.
+        let encrypted = matches!(
+            build::homeserver::homeserver_config(spec, stage)
+                .get("encryption_enabled_by_default_for_room_type")
+                .and_then(|v| v.as_str()),
+            Some("all" | "invite")
+        );
+        let job = build::smoke::job(spec, names, namespace, release, encrypted);
+        jobs.push(Child::new(job, Ownership::Owned));
+    }
+    let owner = build::owner_reference(instance);
+    for job in &mut jobs {
+        job.object.metadata.owner_references = owner.clone().map(|owner| vec![owner]);
+    }
+    jobs
+}
+
+/// A Job's state as the rollout sees it.
+fn rollout_job_state(job: &Job) -> JobState {
+    let conditions = job
+        .status
+        .as_ref()
+        .and_then(|status| status.conditions.clone())
+        .unwrap_or_default();
+    let holds = |kind: &str| conditions.iter().find(|c| c.type_ == kind && c.status == "True");
+    if holds("Complete").is_some() {
+        JobState::Succeeded
+    } else if let Some(failed) = holds("Failed") {
+        JobState::Failed(format!(
+            "Job {} failed: {}",
+            job.metadata.name.as_deref().unwrap_or_default(),
+            failed.message.clone().unwrap_or_else(|| failed.reason.clone().unwrap_or_default())
+        ))
+    } else {
+        JobState::Running
+    }
+}
+
+/// The Synapse release of a StatefulSet's pod template (its image tag).
+fn synapse_release(set: &StatefulSet) -> Option<String> {
+    let image = set.spec.as_ref()?.template.spec.as_ref()?.containers.first()?.image.clone()?;
+    let name = image.rsplit('/').next()?;
+    name.split_once(':').map(|(_, tag)| tag.to_owned())
 }

@@ -194,16 +194,16 @@ fn check_duration(
     zero: Option<&'static str>,
     problems: &mut Vec<ValidationError>,
 ) {
-    match duration.millis() {
-        None => problems.push(ValidationError::MalformedDuration {
+    match (duration.millis(), zero) {
+        (None, _) => problems.push(ValidationError::MalformedDuration {
             field: field.to_owned(),
             value: duration.0.clone(),
         }),
-        Some(0) if zero.is_some() => problems.push(ValidationError::ZeroDuration {
+        (Some(0), Some(why)) => problems.push(ValidationError::ZeroDuration {
             field: field.to_owned(),
-            why: zero.unwrap_or_default(),
+            why,
         }),
-        Some(_) => {}
+        _ => {}
     }
 }
 
@@ -452,8 +452,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in rows.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        rows[0][j] = j;
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {

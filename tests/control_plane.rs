@@ -103,7 +103,13 @@ async fn every_child_is_created_with_its_owner_and_the_stage_becomes_ready() {
         assert!(media.owner_references().is_empty());
     }
 
-    let waiting = instance(&admin, &namespace, "umessenger").await;
+    // The status is written after the last child of the last stage, which
+    // may come a moment after the StatefulSets.
+    let waiting = eventually("the first status", WAIT, || async {
+        let current = instance(&admin, &namespace, "umessenger").await;
+        condition(&current, "Ready").is_some().then_some(current)
+    })
+    .await;
     assert_eq!(condition(&waiting, "Ready").unwrap().0, "False");
     assert_eq!(condition(&waiting, "Reconciling").unwrap().0, "True");
 

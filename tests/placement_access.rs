@@ -60,18 +60,25 @@ where
         .collect()
 }
 
-/// Starts the operator on an instance and waits until the objects of its
-/// last stage's network and client are there.
+/// Starts the operator on an instance and waits until it has applied every
+/// child once: the status is written after the last one.
 async fn run(admin: &Client, instance: &MessengerInstance) -> Operator {
     let namespace = instance.metadata.namespace.as_deref().unwrap();
     let operator = Operator::start(namespace).await;
-    apply_instance(admin, instance).await;
+    let applied = apply_instance(admin, instance).await;
+    let api = Api::<MessengerInstance>::namespaced(admin.clone(), namespace);
     let name = instance.name_any();
-    for stage in &instance.spec.stages {
-        let base = format!("{name}-{}", stage.name);
-        wait_for::<NetworkPolicy>(admin, namespace, &format!("{base}-netpol-deny-all")).await;
-        wait_for::<StatefulSet>(admin, namespace, &format!("{base}-synapse")).await;
-    }
+    eventually(&format!("the status of {name}"), WAIT, || {
+        let api = api.clone();
+        let name = name.clone();
+        let generation = applied.metadata.generation;
+        async move {
+            let current = api.get(&name).await.expect("reading the instance");
+            let observed = current.status.as_ref().and_then(|s| s.observed_generation);
+            (observed == generation && condition(&current, "Ready").is_some()).then_some(())
+        }
+    })
+    .await;
     operator
 }
 

@@ -60,6 +60,22 @@ pub struct StageStatus {
     /// The progress of the restore declared in `stages[].restore`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreStatus>,
+    /// The rollout in progress, if any: its target and current step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+    /// A release whose smoke test failed and was rolled back; the stage does
+    /// not try it again until the spec names another release or the failed
+    /// smoke-test Job is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_target: Option<ReleaseStatus>,
+    /// The database's schema compatibility version: the highest
+    /// `SCHEMA_COMPAT_VERSION` of any Synapse that has run on it. No release
+    /// whose schema version is below it can run on this database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_compat_version: Option<u32>,
+    /// Past rollouts, newest last (at most ten).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<RolloutRecord>,
 }
 
 /// A stage's backups, as the backup Jobs reported them.
@@ -171,4 +187,53 @@ pub struct ReleaseStatus {
     /// The Element Web release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub element_web: Option<String>,
+}
+
+/// A rollout in progress.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// The release being rolled out.
+    pub target: ReleaseStatus,
+    /// The step the rollout is in.
+    pub step: RolloutStep,
+    /// When the rollout left its gates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<Time>,
+}
+
+/// The steps of a rollout, in order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RolloutStep {
+    /// Waiting for the soak time, a window, or the schema check.
+    #[default]
+    Gates,
+    /// Taking the pre-upgrade backup.
+    Backup,
+    /// Running the new release until it is ready.
+    Deploy,
+    /// Running the smoke test against the new release.
+    Verify,
+}
+
+/// One finished rollout.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutRecord {
+    /// The Synapse release before the rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The Synapse release rolled out.
+    pub to: String,
+    /// When the rollout started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<Time>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<Time>,
+    /// `Succeeded`, `RolledBack` or `Blocked`.
+    pub result: String,
+    /// What happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }

@@ -484,7 +484,8 @@ pub fn pre_upgrade_backup_job(inputs: &BackupInputs<'_>, release: &str) -> Job {
 /// person.
 pub fn restore_job(inputs: &BackupInputs<'_>, snapshot: &str) -> Job {
     let names = inputs.names;
-    let suffix: String = snapshot.chars().take(12).collect();
+    // restic's short ids are 8 characters; longer ones would not fit a name.
+    let suffix: String = snapshot.chars().take(8).collect();
     Job {
         metadata: stage_meta(names, inputs.namespace, names.restore_job(&suffix), RESTORE_COMPONENT),
         spec: Some(job_spec(pod_template(inputs, Task::Restore { snapshot }), 0)),

@@ -11,6 +11,7 @@ pub mod names;
 pub mod network;
 pub mod placement;
 pub mod pod;
+pub mod smoke;
 pub mod synapse;
 pub mod well_known;
 
@@ -92,6 +93,8 @@ pub struct StageResources {
     /// The backup scripts, repository claim and CronJob; none without
     /// `spec.backups`.
     pub backups: backup::BackupResources,
+    /// The smoke-test script run after each rollout.
+    pub smoke_test_script: ConfigMap,
 }
 
 /// Whether an object goes away with the instance.
@@ -192,6 +195,7 @@ impl StageResources {
             disruption_budgets,
             database,
             backups,
+            smoke_test_script,
         } = self;
         let database::DatabaseResources {
             stateful_set: database_set,
@@ -226,11 +230,20 @@ impl StageResources {
             Child::new(synapse_service, Ownership::Owned),
             Child::new(synapse, Ownership::Owned),
         ]);
+        children.push(Child::new(smoke_test_script, Ownership::Owned));
         children.extend(element_config.map(|c| Child::new(c, Ownership::Owned)));
         children.extend(element_service.map(|s| Child::new(s, Ownership::Owned)));
         children.extend(element_web.map(|d| Child::new(d, Ownership::Owned)));
-        children.extend(disruption_budgets.into_iter().map(|b| Child::new(b, Ownership::Owned)));
-        children.extend(ingresses.into_iter().map(|i| Child::new(i, Ownership::Owned)));
+        children.extend(
+            disruption_budgets
+                .into_iter()
+                .map(|b| Child::new(b, Ownership::Owned)),
+        );
+        children.extend(
+            ingresses
+                .into_iter()
+                .map(|i| Child::new(i, Ownership::Owned)),
+        );
         children.extend(backup_repository.map(|c| Child::new(c, Ownership::Retained)));
         children.extend(backup_scripts.map(|c| Child::new(c, Ownership::Owned)));
         children.extend(backup_schedule.map(|c| Child::new(c, Ownership::Owned)));
@@ -340,6 +353,7 @@ pub fn build_stage(
                 stage: stage.name.clone(),
                 source,
             })?,
+        smoke_test_script: smoke::script_config_map(&names, namespace),
     })
 }
 

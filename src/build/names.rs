@@ -21,12 +21,8 @@ pub const DESIRED_HASH_ANNOTATION: &str = "caduceus.dev/desired-hash";
 /// pods roll only when it changes.
 pub const CONFIG_HASH_ANNOTATION: &str = "caduceus.dev/config-hash";
 
-/// Component label values that more than one builder refers to: the
-/// workloads set them and the NetworkPolicies select them.
-pub const DATABASE_COMPONENT: &str = "database";
-/// Backup and restore Jobs.
-pub const BACKUP_COMPONENT: &str = "backup";
-/// The smoke-test Job run after a rollout; it talks to Synapse's client port.
+/// The component label of the smoke-test Job run after a rollout; the
+/// NetworkPolicies let it reach Synapse's client port.
 pub const SMOKE_TEST_COMPONENT: &str = "smoke-test";
 /// The label CloudNativePG puts on every pod of a `Cluster`.
 pub const CNPG_CLUSTER_LABEL: &str = "cnpg.io/cluster";
@@ -107,6 +103,14 @@ impl StageNames {
     /// The restore Job of one requested snapshot.
     pub fn restore_job(&self, suffix: &str) -> String {
         self.with(&format!("restore-{suffix}"))
+    }
+    /// The smoke-test Job of a release (`…-smoke-v1-163-2`).
+    pub fn smoke_test_job(&self, suffix: &str) -> String {
+        self.with(&format!("smoke-{suffix}"))
+    }
+    /// The ConfigMap with the smoke-test script.
+    pub fn smoke_test_script(&self) -> String {
+        self.with("smoke-test")
     }
 
     /// Element Web's Deployment, Service and ConfigMap (config.json and the

@@ -22,18 +22,17 @@ use k8s_openapi::api::networking::v1::{
     NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
     ServiceBackendPort,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use thiserror::Error;
 
 use crate::api::{DatabaseEngine, MessengerInstanceSpec, RegistrationMode, Stage};
 
-use super::database::POSTGRES_PORT;
+use super::backup::{COMPONENT as BACKUP_COMPONENT, RESTORE_COMPONENT};
+use super::database::{COMPONENT as DATABASE_COMPONENT, POSTGRES_PORT};
 use super::element::{self, HTTP_PORT};
 use super::homeserver::{CLIENT_PORT, FEDERATION_PORT, METRICS_PORT};
-use super::names::{
-    BACKUP_COMPONENT, CNPG_CLUSTER_LABEL, DATABASE_COMPONENT, SMOKE_TEST_COMPONENT, StageNames,
-};
+use super::names::{CNPG_CLUSTER_LABEL, COMPONENT_LABEL, SMOKE_TEST_COMPONENT, StageNames};
 use super::pod::stage_meta;
 use super::synapse;
 use super::well_known::{self, WELL_KNOWN_PORT};
@@ -308,18 +307,29 @@ pub fn network_policies(inputs: &NetworkInputs<'_>) -> Result<Vec<NetworkPolicy>
         "spec.access.allowedSourceRanges",
         &spec.access.allowed_source_ranges,
     )?;
-    let policy = |purpose: &str, pods: BTreeMap<String, String>| NetworkPolicy {
+    let policy = |purpose: &str, pods: LabelSelector| NetworkPolicy {
         metadata: stage_meta(names, namespace, names.network_policy(purpose), COMPONENT),
         spec: Some(NetworkPolicySpec {
-            pod_selector: Some(labels(pods)),
+            pod_selector: Some(pods),
             ..NetworkPolicySpec::default()
         }),
-        ..NetworkPolicy::default()
     };
-    let stage_pods = names.stage_selector();
-    let component_pods = |component: &str| names.selector(component);
+    let stage_pods = labels(names.stage_selector());
+    let component_pods = |component: &str| labels(names.selector(component));
     let synapse_pods = component_pods(synapse::COMPONENT);
-    let backup_pods = component_pods(BACKUP_COMPONENT);
+    // Backup and restore Jobs read and write the same database and
+    // repository.
+    let backup_jobs = LabelSelector {
+        match_labels: Some(names.stage_selector()),
+        match_expressions: Some(vec![LabelSelectorRequirement {
+            key: COMPONENT_LABEL.to_owned(),
+            operator: "In".to_owned(),
+            values: Some(vec![
+                BACKUP_COMPONENT.to_owned(),
+                RESTORE_COMPONENT.to_owned(),
+            ]),
+        }]),
+    };
     let mut policies = Vec::new();
 
     // Every pod of the stage: no traffic in or out unless allowed below.
@@ -427,10 +437,10 @@ pub fn network_policies(inputs: &NetworkInputs<'_>) -> Result<Vec<NetworkPolicy>
         policies.push(element_policy);
     }
 
-    // The database: Synapse and the backup Jobs in.
+    // The database: Synapse and the backup and restore Jobs in.
     let clients = vec![
         pod_peer(synapse_pods.clone()),
-        pod_peer(backup_pods.clone()),
+        pod_peer(backup_jobs.clone()),
     ];
     match spec.database.engine {
         DatabaseEngine::Managed => {
@@ -449,7 +459,10 @@ pub fn network_policies(inputs: &NetworkInputs<'_>) -> Result<Vec<NetworkPolicy>
             // CloudNativePG's pods also replicate among themselves, answer
             // their operator (wherever it runs) on the status port, and
             // talk to the Kubernetes API, whose address no selector names.
-            let cluster = BTreeMap::from([(CNPG_CLUSTER_LABEL.to_owned(), names.database())]);
+            let cluster = labels(BTreeMap::from([(
+                CNPG_CLUSTER_LABEL.to_owned(),
+                names.database(),
+            )]));
             let peers = pod_peer(cluster.clone());
             let mut database = policy("database", cluster);
             let mut from = clients;
@@ -489,7 +502,7 @@ pub fn network_policies(inputs: &NetworkInputs<'_>) -> Result<Vec<NetworkPolicy>
         DatabaseEngine::External => {}
     }
 
-    // Backup Jobs: out to the database and the repository.
+    // Backup and restore Jobs: out to the database and the repository.
     if let Some(backups) = &spec.backups {
         let mut out = vec![database_egress(inputs)];
         if let Some(s3) = &backups.repository.s3 {
@@ -498,7 +511,7 @@ pub fn network_policies(inputs: &NetworkInputs<'_>) -> Result<Vec<NetworkPolicy>
                 ports: Some(vec![port("TCP", url_port(&s3.endpoint))]),
             });
         }
-        let mut backup = policy("backup", backup_pods);
+        let mut backup = policy("backup", backup_jobs);
         set_rules(&mut backup, None, Some(out));
         policies.push(backup);
     }
@@ -528,14 +541,14 @@ fn database_egress(inputs: &NetworkInputs<'_>) -> NetworkPolicyEgressRule {
     let database = &inputs.spec.database;
     match (database.engine, &database.external) {
         (DatabaseEngine::Managed, _) => NetworkPolicyEgressRule {
-            to: Some(vec![pod_peer(names.selector(DATABASE_COMPONENT))]),
+            to: Some(vec![pod_peer(labels(names.selector(DATABASE_COMPONENT)))]),
             ports: Some(vec![port("TCP", POSTGRES_PORT)]),
         },
         (DatabaseEngine::CloudnativePg, _) => NetworkPolicyEgressRule {
-            to: Some(vec![pod_peer(BTreeMap::from([(
+            to: Some(vec![pod_peer(labels(BTreeMap::from([(
                 CNPG_CLUSTER_LABEL.to_owned(),
                 names.database(),
-            )]))]),
+            )])))]),
             ports: Some(vec![port("TCP", POSTGRES_PORT)]),
         },
         // A host name is no NetworkPolicy peer: anywhere, on its port.
@@ -596,9 +609,9 @@ fn labels(labels: BTreeMap<String, String>) -> LabelSelector {
     }
 }
 
-fn pod_peer(pods: BTreeMap<String, String>) -> NetworkPolicyPeer {
+fn pod_peer(pods: LabelSelector) -> NetworkPolicyPeer {
     NetworkPolicyPeer {
-        pod_selector: Some(labels(pods)),
+        pod_selector: Some(pods),
         ..NetworkPolicyPeer::default()
     }
 }
@@ -1063,6 +1076,22 @@ mod tests {
         assert_eq!(ports(&egress[2].ports), [8443], "the issuer's port");
 
         let backup = policy(&policies, "backup");
+        let jobs = backup.pod_selector.as_ref().unwrap();
+        assert_eq!(
+            jobs.match_expressions.as_ref().unwrap()[0]
+                .values
+                .as_deref(),
+            Some(&["backup".to_owned(), "restore".to_owned()][..])
+        );
+        let database_clients = policy(&policies, "database").ingress.as_ref().unwrap()[0]
+            .from
+            .clone()
+            .unwrap();
+        assert_eq!(
+            database_clients[1].pod_selector.as_ref(),
+            Some(jobs),
+            "restores reach the database"
+        );
         assert_eq!(
             backup.policy_types.as_deref(),
             Some(&["Egress".to_owned()][..])

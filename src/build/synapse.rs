@@ -25,8 +25,8 @@ use super::homeserver::{
     LOG_CONFIG_FILE, MEDIA_DIR, METRICS_PORT, SECRET_CONFIG_DIR, SECRETS_FILE, TMP_DIR,
 };
 use super::keys::SIGNING_KEY;
-use super::placement::PodPlacement;
 use super::names::{CONFIG_HASH_ANNOTATION, StageNames};
+use super::placement::PodPlacement;
 use super::pod::SYNAPSE_REPOSITORY;
 use super::pod::{
     annotation, image, pull_policy, pull_secrets, restricted_container, restricted_pod, stage_meta,

@@ -48,6 +48,12 @@ def cases() -> list[Case]:
 CASES = cases()
 
 
+def pytest_configure(config):
+    # Synapse's dependencies (Twisted, jsonschema) warn about their own APIs
+    # when the config is loaded in-process.
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning")
+
+
 def pytest_report_header(config):
     return f"real Synapse: {len(CASES)} cases from examples/ and tests/fixtures/homeserver/"
 
@@ -127,7 +133,9 @@ def running(request, environment, postgres, tmp_path_factory) -> Running:
     expect = expectations(case.path, case.stage)
     database = f"synapse_{secrets.token_hex(6)}"
     postgres.create_database(database)
-    oidc = OidcStub().__enter__() if expect.oidc_ids else None
+    oidc = None
+    if expect.oidc_ids:
+        oidc = OidcStub().__enter__()
     synapse = None
     try:
         prepared = harness.prepare(work / "rendered", work / "run", postgres, database, oidc.issuer if oidc else None)

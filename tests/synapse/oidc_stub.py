@@ -11,17 +11,13 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import warnings
-
-with warnings.catch_warnings():
-    # Synapse itself uses authlib.jose; the stub signs as Synapse verifies.
-    warnings.simplefilter("ignore")
-    from authlib.jose import JsonWebKey, jwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 
 class OidcStub:
     def __init__(self):
-        self.key = JsonWebKey.generate_key("RSA", 2048, is_private=True)
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.kid = "stub"
         self.clients: dict[str, str] = {}  # client id -> secret
         self.codes: dict[str, dict] = {}  # code -> {"nonce", "claims"}
@@ -45,8 +41,7 @@ class OidcStub:
                 if path == "/.well-known/openid-configuration":
                     self.reply(200, stub.discovery())
                 elif path == "/jwks":
-                    public = self_key_public(stub)
-                    self.reply(200, {"keys": [public]})
+                    self.reply(200, {"keys": [stub.public_jwk()]})
                 else:
                     self.reply(404, {"error": "not_found"})
 
@@ -74,7 +69,7 @@ class OidcStub:
                     "nonce": grant["nonce"],
                     **grant["claims"],
                 }
-                id_token = jwt.encode({"alg": "RS256", "kid": stub.kid}, claims, stub.key).decode()
+                id_token = stub.sign({"alg": "RS256", "kid": stub.kid, "typ": "JWT"}, claims)
                 self.reply(200, {"access_token": "stub-access", "token_type": "Bearer", "id_token": id_token})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -93,6 +88,16 @@ class OidcStub:
             "token_endpoint_auth_methods_supported": ["client_secret_basic"],
         }
 
+    def public_jwk(self) -> dict:
+        numbers = self.key.public_key().public_numbers()
+        return {"kty": "RSA", "kid": self.kid, "use": "sig", "alg": "RS256", "n": b64url_int(numbers.n), "e": b64url_int(numbers.e)}
+
+    def sign(self, header: dict, claims: dict) -> str:
+        """A compact JWS with RS256 (RSASSA-PKCS1-v1_5 over SHA-256)."""
+        signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+        signature = self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{signing_input}.{b64url(signature)}"
+
     def __enter__(self):
         self.thread.start()
         return self
@@ -102,10 +107,12 @@ class OidcStub:
         self.server.server_close()
 
 
-def self_key_public(stub: OidcStub) -> dict:
-    public = stub.key.as_dict(is_private=False)
-    public.update(kid=stub.kid, use="sig", alg="RS256")
-    return public
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64url_int(number: int) -> str:
+    return b64url(number.to_bytes((number.bit_length() + 7) // 8, "big"))
 
 
 def basic_credentials(header: str) -> tuple[str, str]:
