@@ -216,12 +216,15 @@ mod tests {
 
     #[test]
     fn a_changed_or_missing_field_differs() {
-        let desired = json!({"spec": {"replicas": 1, "paused": false}});
+        let desired = json!({"spec": {"replicas": 1, "paused": true}});
         assert!(!matches(
             &desired,
-            &json!({"spec": {"replicas": 2, "paused": false}})
+            &json!({"spec": {"replicas": 2, "paused": true}})
         ));
         assert!(!matches(&desired, &json!({"spec": {"replicas": 1}})));
+        // A zero value the server leaves out (Go's omitempty) is no drift.
+        let zero = json!({"spec": {"replicas": 1, "paused": false}});
+        assert!(matches(&zero, &json!({"spec": {"replicas": 1}})));
     }
 
     #[test]

@@ -34,6 +34,29 @@ pub enum Command {
     /// Restore a stage from a snapshot: writes `stages[].restore` into the
     /// instance's YAML file (-f) or prints it.
     Restore(crate::cli_backups::RestoreArgs),
+    /// Move a stage's release pin to what its `from` stage runs, if the gates
+    /// allow: in the instance's YAML file (-f, GitOps) or on the cluster.
+    Promote(PromoteArgs),
+    /// Print the Synapse releases this operator knows, with their database
+    /// schema versions.
+    Releases,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PromoteArgs {
+    /// The MessengerInstance's name.
+    pub instance: String,
+    /// The stage to promote, for example `production`.
+    #[arg(long)]
+    pub stage: String,
+    /// The instance's YAML file in a git checkout: the pin is changed there
+    /// (commit and push it; Argo CD syncs it). Without it, the cluster object
+    /// is patched.
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// The namespace (default: the file's, else the kubeconfig's).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

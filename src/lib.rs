@@ -15,6 +15,7 @@ pub mod controller;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod promote;
 pub mod rbac;
 pub mod reconcile;
 pub mod render;

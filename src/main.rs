@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use caduceus::cli::{Cli, Command, LogFormat, RenderArgs, RunArgs, StatusArgs};
+use caduceus::cli::{Cli, Command, LogFormat, PromoteArgs, RenderArgs, RunArgs, StatusArgs};
 use caduceus::controller::{self, LeaderElection, Options};
 use caduceus::{api, rbac, render};
 use clap::Parser;
@@ -20,6 +20,11 @@ fn main() -> ExitCode {
         Command::Render(args) => render_command(&args),
         Command::Run(args) => run_command(args),
         Command::Status(args) => status_command(args),
+        Command::Promote(args) => promote_command(args),
+        Command::Releases => {
+            print!("{}", caduceus::rollout::schema::table());
+            Ok(())
+        }
         Command::Backups(args) => caduceus::cli_backups::backups_command(args),
         Command::Restore(args) => caduceus::cli_backups::restore_command(args),
     };
@@ -125,6 +130,59 @@ fn status_command(args: StatusArgs) -> Result<(), String> {
             )
         })?;
         print!("{}", caduceus::status::describe(&instance));
+        Ok(())
+    })
+}
+
+fn promote_command(args: PromoteArgs) -> Result<(), String> {
+    use kube::api::{Patch, PatchParams};
+    runtime()?.block_on(async move {
+        let file_instance = match &args.file {
+            Some(path) => Some(render::load_instance(path).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("connecting to the Kubernetes API (promotion reads the stages' status): {e}"))?;
+        let namespace = args
+            .namespace
+            .clone()
+            .or_else(|| file_instance.as_ref().and_then(|i| i.metadata.namespace.clone()))
+            .unwrap_or_else(|| client.default_namespace().to_owned());
+        let api: kube::Api<api::MessengerInstance> = kube::Api::namespaced(client, &namespace);
+        let live = api
+            .get(&args.instance)
+            .await
+            .map_err(|e| format!("reading MessengerInstance {namespace}/{}: {e}", args.instance))?;
+        let target = caduceus::promote::promotion_target(&live, &args.stage, jiff::Timestamp::now())
+            .map_err(|e| e.to_string())?;
+        match &args.file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+                let edited = caduceus::promote::set_release_pin(&text, &args.stage, &target, &path.display().to_string())
+                    .map_err(|e| e.to_string())?;
+                std::fs::write(path, edited).map_err(|e| format!("writing {}: {e}", path.display()))?;
+                println!(
+                    "{}: stage {} now pins {} / Element Web {}. Commit and push it; the operator rolls it out in the stage's next window.",
+                    path.display(),
+                    args.stage,
+                    target.synapse,
+                    target.element_web
+                );
+            }
+            None => {
+                let patch = serde_json::json!({
+                    "apiVersion": "caduceus.dev/v1alpha1",
+                    "kind": "MessengerInstance",
+                    "spec": {"stages": [{"name": args.stage, "release": {
+                        "synapse": target.synapse, "elementWeb": target.element_web}}]},
+                });
+                api.patch(&args.instance, &PatchParams::apply("caduceus-promote"), &Patch::Apply(&patch))
+                    .await
+                    .map_err(|e| format!("patching {namespace}/{}: {e}", args.instance))?;
+                println!("{namespace}/{}: stage {} now pins {}", args.instance, args.stage, target.synapse);
+            }
+        }
         Ok(())
     })
 }

@@ -327,7 +327,11 @@ async fn prune(
             .labels()
             .get(STAGE_LABEL)
             .is_some_and(|stage| held_stages.contains(&stage.as_str()));
-        if owned_by_us && !held && !wanted.contains(&key) {
+        // Jobs are records of what ran (backups, smoke tests): the rollout
+        // reads them to know a step is done, so they are never pruned; they
+        // go with the instance.
+        let record = resource.kind == "Job";
+        if owned_by_us && !held && !record && !wanted.contains(&key) {
             let api: Api<DynamicObject> =
                 Api::namespaced_with(ctx.client.clone(), namespace, &resource);
             applier
@@ -349,13 +353,27 @@ async fn write_status(
     stall: Option<&Stall>,
     now: &Time,
 ) -> Result<(), ReconcileError> {
-    let next = status::instance_status(
+    let warnings: Vec<String> = instance
+        .spec
+        .stages
+        .iter()
+        .flat_map(|stage| build::placement::placement_warnings(&instance.spec, stage))
+        .chain(
+            stages
+                .iter()
+                .filter(|stage| stage.phase == StagePhase::Failed)
+                .map(|stage| format!("stage {}: {}", stage.name, stage.message.as_deref().unwrap_or_default())),
+        )
+        .collect();
+    let mut next = status::instance_status(
         Some(previous),
         instance.meta().generation,
         stages,
         stall,
         now,
     );
+    next.conditions
+        .push(status::degraded(previous, &warnings, instance.meta().generation, now));
     if &next == previous {
         return Ok(());
     }

@@ -10,6 +10,7 @@ use crate::api::{MessengerInstanceStatus, StagePhase, StageStatus};
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
+pub const DEGRADED: &str = "Degraded";
 
 /// Whether a StatefulSet runs its current spec with every replica ready, and
 /// if not, what it waits for.
@@ -173,6 +174,17 @@ fn condition(
         observed_generation: generation,
         last_transition_time,
     }
+}
+
+/// `Degraded`: the instance runs, but something needs attention (a stage's
+/// data placed away from its Synapse, a stage rolled back).
+pub fn degraded(previous: &MessengerInstanceStatus, warnings: &[String], generation: Option<i64>, now: &Time) -> Condition {
+    let (status, reason, message) = if warnings.is_empty() {
+        (false, "NoWarnings", "nothing needs attention".to_owned())
+    } else {
+        (true, "NeedsAttention", warnings.join("; "))
+    };
+    condition(&previous.conditions, DEGRADED, status, reason.into(), message, generation, now)
 }
 
 /// The condition of one type.

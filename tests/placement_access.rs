@@ -133,7 +133,16 @@ async fn the_cloud_beta_and_the_satellite_production_are_placed_and_budgeted() {
         let element = pod_spec_of_deployment(
             &wait_for::<Deployment>(&admin, &namespace, &format!("{base}-element-web")).await,
         );
-        for (component, pod) in [("synapse", &synapse), ("element-web", &element)] {
+        // The managed database runs where Synapse runs: a satellite keeps
+        // its data on site.
+        let database = pod_spec_of_set(
+            &wait_for::<StatefulSet>(&admin, &namespace, &format!("{base}-db")).await,
+        );
+        for (component, pod) in [
+            ("synapse", &synapse),
+            ("element-web", &element),
+            ("database", &database),
+        ] {
             let selector = pod.node_selector.clone().unwrap_or_default();
             assert_eq!(
                 selector,
@@ -672,4 +681,23 @@ async fn every_pod_template_passes_the_restricted_pod_security_standard() {
         templates += tried;
     }
     assert!(templates >= 5);
+}
+
+/// Pure: every kind the examples render is one the operator watches and
+/// prunes, so no child is left behind when it is no longer desired.
+#[test]
+fn every_rendered_kind_is_watched_and_pruned() {
+    let kinds = caduceus::children::child_kinds(true);
+    for file in ["minimal.yaml", "umessenger.yaml", "satellite.yaml"] {
+        let instance = example(file, "messenger");
+        for child in render::render_objects(&instance, None).expect("the example renders") {
+            assert!(
+                kinds
+                    .iter()
+                    .any(|k| k.group == child.resource.group && k.kind == child.resource.kind),
+                "{file}: {} is not in children::child_kinds()",
+                child.describe()
+            );
+        }
+    }
 }

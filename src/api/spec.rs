@@ -820,7 +820,7 @@ pub struct ElementWeb {
     #[serde(default, skip_serializing_if = "is_false")]
     pub show_labs_settings: bool,
     /// Free-form config.json keys, deep-merged last: they win over every
-    /// field above.
+    /// field above; `null` removes a key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form_object")]
     pub config: Option<Value>,

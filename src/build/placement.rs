@@ -189,31 +189,37 @@ pub fn placement_warnings(spec: &MessengerInstanceSpec, stage: &Stage) -> Vec<St
         // Synapse may run anywhere: nothing to compare against.
         return Vec::new();
     };
-    let mut warnings = Vec::new();
-    let runs_database = spec.database.engine != DatabaseEngine::External;
-    if runs_database
-        && let Some(database) = location_name(stage, Component::Database)
-        && database != synapse
-    {
-        warnings.push(format!(
-            "stages[{stage}].placement.database puts the database in {database} but Synapse runs in {synapse}: \
-             the stage stops whenever the link between them is down; place the database with Synapse \
-             (set placement.database to {synapse} or remove it)",
+    let split = |component: Component, what: &str, consequence: &str| {
+        let place = match location_name(stage, component) {
+            Some(location) if location == synapse => return None,
+            Some(location) => format!("in {location}"),
+            None => "in any location".to_owned(),
+        };
+        Some(format!(
+            "stages[{stage}]: Synapse runs in {synapse} but {what} {place}: {consequence}; place them \
+             together (stages[{stage}].location, or placement.{field}: {synapse})",
             stage = stage.name,
+            field = component.field(),
+        ))
+    };
+    let mut warnings = Vec::new();
+    // An external database is not the operator's to place.
+    if spec.database.engine != DatabaseEngine::External {
+        warnings.extend(split(
+            Component::Database,
+            "the database",
+            "the stage stops whenever the link between them is down",
         ));
     }
     // The media volume is mounted by Synapse's pod, so it is always where
     // Synapse is; backups read it (and the database), so they belong there
     // too.
-    if spec.backups.is_some()
-        && let Some(backups) = location_name(stage, Component::Backups)
-        && backups != synapse
-    {
-        warnings.push(format!(
-            "stages[{stage}].placement.backups runs backup Jobs in {backups} but Synapse and its media volume \
-             are in {synapse}: backups fail whenever the link between them is down, and a volume bound in one \
-             location cannot be mounted in another; set placement.backups to {synapse} or remove it",
-            stage = stage.name,
+    if spec.backups.is_some() {
+        warnings.extend(split(
+            Component::Backups,
+            "the backup Jobs",
+            "they read Synapse's media volume, which cannot be mounted in another location, and fail \
+             whenever the link is down",
         ));
     }
     warnings
@@ -388,8 +394,12 @@ mod tests {
         );
         let warnings = placement_warnings(&spec, &split);
         assert_eq!(warnings.len(), 1, "no backups configured: {warnings:?}");
-        assert!(warnings[0].contains("stages[production].placement.database"));
-        assert!(warnings[0].contains("frankfurt") && warnings[0].contains("mainz"));
+        assert_eq!(
+            warnings[0],
+            "stages[production]: Synapse runs in mainz but the database in frankfurt: the stage stops \
+             whenever the link between them is down; place them together (stages[production].location, or \
+             placement.database: mainz)"
+        );
 
         spec.backups = Some(crate::api::Backups {
             schedule: "30 1 * * *".into(),
@@ -399,11 +409,28 @@ mod tests {
         });
         let warnings = placement_warnings(&spec, &split);
         assert_eq!(warnings.len(), 2);
-        assert!(warnings[1].contains("placement.backups"));
+        assert!(warnings[1].starts_with(
+            "stages[production]: Synapse runs in mainz but the backup Jobs in frankfurt"
+        ));
 
         // An external database is not the operator's to place.
         spec.database.engine = DatabaseEngine::External;
         assert_eq!(placement_warnings(&spec, &split).len(), 1);
+
+        // Synapse pinned, the database not: it may land anywhere.
+        spec.database.engine = DatabaseEngine::Managed;
+        let pinned = stage(
+            None,
+            Some(Placement {
+                synapse: Some("mainz".into()),
+                ..Placement::default()
+            }),
+        );
+        let warnings = placement_warnings(&spec, &pinned);
+        assert!(
+            warnings[0].contains("but the database in any location"),
+            "{warnings:?}"
+        );
 
         // Synapse anywhere: no location to compare with.
         let floating = stage(

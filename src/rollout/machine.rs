@@ -234,7 +234,7 @@ fn hold(facts: &Facts<'_>, mut status: StageStatus, running: Release, phase: Sta
 }
 
 /// Why `target` cannot run on this stage's database, if it cannot.
-fn schema_refusal(status: &StageStatus, target: &Release) -> Option<String> {
+pub fn schema_refusal(status: &StageStatus, target: &Release) -> Option<String> {
     let compat = status.schema_compat_version?;
     let (needed, _) = schema::versions(target.synapse.as_str())?;
     (needed < compat).then(|| {
@@ -297,7 +297,7 @@ fn gates(facts: &Facts<'_>, mut status: StageStatus, running: Release, target: R
 }
 
 /// Waits until the promotion source has run `target` Ready for the soak time.
-fn soak_gate(promotion: &Promotion, source: &Source<'_>, target: &Release, now: Timestamp) -> Option<String> {
+pub fn soak_gate(promotion: &Promotion, source: &Source<'_>, target: &Release, now: Timestamp) -> Option<String> {
     let soak = promotion
         .soak
         .as_ref()
