@@ -35,6 +35,13 @@ diff -u crds/messengerinstances.caduceus.dev.yaml <("$CADUCEUS_BIN" crd) ||
 diff -u config/rbac/role.yaml <("$CADUCEUS_BIN" rbac) ||
   { echo "config/rbac/role.yaml is stale: run 'cargo run -- rbac > config/rbac/role.yaml'"; exit 1; }
 
+step "Argo CD health check (Lua 5.1)"
+lua5.1 tests/argocd/run.lua
+
+step "the schema table matches the Synapse releases on PyPI"
+diff -u <("$CADUCEUS_BIN" releases) <(python3 hack/synapse-schema.py $("$CADUCEUS_BIN" releases | cut -d' ' -f1)) ||
+  { echo "src/rollout/schema.rs disagrees with the releases' SCHEMA_VERSION/SCHEMA_COMPAT_VERSION"; exit 1; }
+
 step "control plane (kube-apiserver and etcd from their Go modules)"
 hack/build-control-plane.sh >/dev/null
 stop_all() {
@@ -57,5 +64,8 @@ cargo test --locked -- --test-threads=4
 
 step "real Synapse"
 "$SYNAPSE_VENV/bin/python" -m pytest -q tests/synapse
+
+step "real upgrade: an older Synapse's database, pre-upgrade backup, newer Synapse, smoke test"
+"$SYNAPSE_VENV/bin/python" -m pytest -q tests/upgrade
 
 step "done in $((SECONDS - started)) s"

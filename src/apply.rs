@@ -46,16 +46,20 @@ impl ApplyError {
 /// longer set) a difference.
 pub fn difference(desired: &Value, live: &Value) -> Option<String> {
     match (desired, live) {
-        (Value::Object(want), Value::Object(have)) => want.iter().find_map(|(key, value)| match have.get(key) {
-            Some(live_value) => difference(value, live_value).map(|path| join(key, &path)),
-            None if is_empty(value) => None,
-            None => Some(key.clone()),
-        }),
+        (Value::Object(want), Value::Object(have)) => {
+            want.iter().find_map(|(key, value)| match have.get(key) {
+                Some(live_value) => difference(value, live_value).map(|path| join(key, &path)),
+                None if is_empty(value) => None,
+                None => Some(key.clone()),
+            })
+        }
         (Value::Array(want), Value::Array(have)) if want.len() == have.len() => want
             .iter()
             .zip(have)
             .enumerate()
-            .find_map(|(index, (w, h))| difference(w, h).map(|path| join(&format!("[{index}]"), &path))),
+            .find_map(|(index, (w, h))| {
+                difference(w, h).map(|path| join(&format!("[{index}]"), &path))
+            }),
         (Value::Number(want), Value::Number(have)) if want.as_f64() == have.as_f64() => None,
         _ if desired == live => None,
         _ => Some(String::new()),
@@ -229,13 +233,15 @@ mod tests {
 
     #[test]
     fn empty_values_match_absent_ones() {
-        let desired = json!({"metadata": {"annotations": {}}, "spec": {"items": [], "readOnly": false}});
+        let desired =
+            json!({"metadata": {"annotations": {}}, "spec": {"items": [], "readOnly": false}});
         assert!(matches(&desired, &json!({"metadata": {}, "spec": {}})));
     }
 
     #[test]
     fn the_difference_names_the_field() {
-        let desired = json!({"spec": {"template": {"containers": [{"name": "a", "image": "x:2"}]}}});
+        let desired =
+            json!({"spec": {"template": {"containers": [{"name": "a", "image": "x:2"}]}}});
         let live = json!({"spec": {"template": {"containers": [{"name": "a", "image": "x:1"}]}}});
         assert_eq!(
             difference(&desired, &live).as_deref(),

@@ -162,3 +162,31 @@ impl ChildStores {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloudnative_pg_is_watched_only_where_installed() {
+        let is_cluster = |r: &ApiResource| r.group == "postgresql.cnpg.io" && r.kind == "Cluster";
+        assert!(!child_kinds(false).iter().any(is_cluster));
+        assert!(child_kinds(true).iter().any(is_cluster));
+        for kind in ["CronJob", "Job", "Pod"] {
+            assert!(
+                child_kinds(false).iter().any(|r| r.kind == kind),
+                "{kind} is watched"
+            );
+        }
+    }
+
+    #[test]
+    fn only_backup_and_restore_pods_are_watched() {
+        let pod = erase::<Pod>();
+        assert_eq!(
+            watch_selector(&pod),
+            "app.kubernetes.io/managed-by=caduceus,app.kubernetes.io/component in (backup, restore)"
+        );
+        assert_eq!(watch_selector(&erase::<Job>()), managed_selector());
+    }
+}

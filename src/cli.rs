@@ -22,8 +22,13 @@ pub enum Command {
     Run(RunArgs),
     /// Print the MessengerInstance CustomResourceDefinition.
     Crd,
-    /// Print the operator's ClusterRole.
-    Rbac,
+    /// Print the operator's ClusterRole and leader-election Role.
+    Rbac {
+        /// Print the rules as the Helm chart's named templates
+        /// (`helm/caduceus/templates/_rules.tpl`) instead.
+        #[arg(long)]
+        helm: bool,
+    },
     /// Print every object the operator would create for an instance, offline
     /// (secret values are placeholders).
     Render(RenderArgs),

@@ -69,13 +69,21 @@ pub struct RestoreArgs {
 /// Why a backups or restore command failed.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum CliBackupsError {
-    #[error("--snapshot '{0}' is neither 'latest' nor a snapshot id (8 to 64 hexadecimal characters, as `caduceus backups list` shows)")]
+    #[error(
+        "--snapshot '{0}' is neither 'latest' nor a snapshot id (8 to 64 hexadecimal characters, as `caduceus backups list` shows)"
+    )]
     BadSnapshot(String),
     #[error("{file}: no stage named '{stage}' under spec.stages")]
     NoSuchStage { file: String, stage: String },
     #[error("{file}: metadata.name is '{found}', not '{instance}'")]
-    OtherInstance { file: String, found: String, instance: String },
-    #[error("{file} has no spec.backups: a stage is restored from its backup repository; add spec.backups first")]
+    OtherInstance {
+        file: String,
+        found: String,
+        instance: String,
+    },
+    #[error(
+        "{file} has no spec.backups: a stage is restored from its backup repository; add spec.backups first"
+    )]
     NoBackups { file: String },
     #[error(
         "{file}: could not add the restore safely to this layout ({why}); add it by hand under stage {stage}:\n{snippet}"
@@ -92,7 +100,10 @@ pub enum CliBackupsError {
 
 /// Whether a snapshot argument is `latest` or a restic id.
 pub fn check_snapshot(snapshot: &str) -> Result<(), CliBackupsError> {
-    let is_id = (8..=64).contains(&snapshot.len()) && snapshot.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    let is_id = (8..=64).contains(&snapshot.len())
+        && snapshot
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
     if snapshot == "latest" || is_id {
         Ok(())
     } else {
@@ -128,13 +139,22 @@ fn unquote(value: &str) -> &str {
 /// Writes `stages[name=stage].restore.snapshot` into an instance's YAML
 /// text, keeping every other line (and comment) as it is, and checks the
 /// result: parsed, it must be the original with exactly that change.
-pub fn set_stage_restore(text: &str, file: &str, stage: &str, snapshot: &str) -> Result<String, CliBackupsError> {
+pub fn set_stage_restore(
+    text: &str,
+    file: &str,
+    stage: &str,
+    snapshot: &str,
+) -> Result<String, CliBackupsError> {
     check_snapshot(snapshot)?;
-    let original: Value = serde_saphyr::from_str(text).map_err(|e| CliBackupsError::Io(format!("{file}: {e}")))?;
+    let original: Value =
+        serde_saphyr::from_str(text).map_err(|e| CliBackupsError::Io(format!("{file}: {e}")))?;
     if original["spec"]["backups"].is_null() {
         return Err(CliBackupsError::NoBackups { file: file.into() });
     }
-    let stages = original["spec"]["stages"].as_array().cloned().unwrap_or_default();
+    let stages = original["spec"]["stages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let Some(index) = stages.iter().position(|s| s["name"] == stage) else {
         return Err(CliBackupsError::NoSuchStage {
             file: file.into(),
@@ -147,12 +167,16 @@ pub fn set_stage_restore(text: &str, file: &str, stage: &str, snapshot: &str) ->
         why: why.into(),
         snippet: restore_snippet(snapshot, 6),
     };
-    let edited = edit_lines(text, stage, snapshot).ok_or_else(|| cannot("the stage entry was not found as a block"))?;
+    let edited = edit_lines(text, stage, snapshot)
+        .ok_or_else(|| cannot("the stage entry was not found as a block"))?;
     let mut expected = original.clone();
     expected["spec"]["stages"][index]["restore"] = serde_json::json!({"snapshot": snapshot});
-    let parsed: Value = serde_saphyr::from_str(&edited).map_err(|_| cannot("the edited file does not parse"))?;
+    let parsed: Value =
+        serde_saphyr::from_str(&edited).map_err(|_| cannot("the edited file does not parse"))?;
     if parsed != expected {
-        return Err(cannot("the edited file would differ in more than the restore"));
+        return Err(cannot(
+            "the edited file would differ in more than the restore",
+        ));
     }
     Ok(edited)
 }
@@ -163,7 +187,9 @@ fn edit_lines(text: &str, stage: &str, snapshot: &str) -> Option<String> {
     let lines: Vec<&str> = text.lines().collect();
     let spec = lines.iter().position(|l| l.trim_end() == "spec:")?;
     let stages = (spec + 1..lines.len()).find(|&i| {
-        is_content(lines[i]) && indent_of(lines[i]) > 0 && lines[i].trim_start().trim_end() == "stages:"
+        is_content(lines[i])
+            && indent_of(lines[i]) > 0
+            && lines[i].trim_start().trim_end() == "stages:"
     })?;
     let key_indent = indent_of(lines[stages]);
     // The block ends at the next content line at or left of the key (a
@@ -172,14 +198,18 @@ fn edit_lines(text: &str, stage: &str, snapshot: &str) -> Option<String> {
         .find(|&i| {
             is_content(lines[i])
                 && (indent_of(lines[i]) < key_indent
-                    || (indent_of(lines[i]) == key_indent && !lines[i].trim_start().starts_with("- ")))
+                    || (indent_of(lines[i]) == key_indent
+                        && !lines[i].trim_start().starts_with("- ")))
         })
         .unwrap_or(lines.len());
     let dashes: Vec<usize> = (stages + 1..end)
         .filter(|&i| lines[i].trim_start().starts_with("- "))
         .collect();
     let dash_indent = dashes.iter().map(|&i| indent_of(lines[i])).min()?;
-    let items: Vec<usize> = dashes.into_iter().filter(|&i| indent_of(lines[i]) == dash_indent).collect();
+    let items: Vec<usize> = dashes
+        .into_iter()
+        .filter(|&i| indent_of(lines[i]) == dash_indent)
+        .collect();
     let content_indent = dash_indent + 2;
     for (n, &start) in items.iter().enumerate() {
         let item_end = items.get(n + 1).copied().unwrap_or(end);
@@ -188,15 +218,17 @@ fn edit_lines(text: &str, stage: &str, snapshot: &str) -> Option<String> {
             rest.strip_prefix("name:").map(unquote).map(str::to_owned)
         };
         let named = (start..item_end).any(|i| {
-            (i == start || indent_of(lines[i]) == content_indent) && name_of(lines[i]).as_deref() == Some(stage)
+            (i == start || indent_of(lines[i]) == content_indent)
+                && name_of(lines[i]).as_deref() == Some(stage)
         });
         if !named {
             continue;
         }
         let snippet = restore_snippet(snapshot, content_indent);
         let mut out: Vec<String> = Vec::new();
-        let existing = (start + 1..item_end)
-            .find(|&i| indent_of(lines[i]) == content_indent && lines[i].trim_start().starts_with("restore:"));
+        let existing = (start + 1..item_end).find(|&i| {
+            indent_of(lines[i]) == content_indent && lines[i].trim_start().starts_with("restore:")
+        });
         match existing {
             Some(at) => {
                 let after = (at + 1..item_end)
@@ -234,14 +266,21 @@ pub fn describe_stage_backups(instance: &MessengerInstance, stage: &str) -> Resu
         .and_then(|s| s.stages.iter().find(|s| s.name == stage));
     let mut out = String::new();
     let Some(backups) = &instance.spec.backups else {
-        return Ok(format!("{name}/{stage}: no backups (spec.backups is not set)\n"));
+        return Ok(format!(
+            "{name}/{stage}: no backups (spec.backups is not set)\n"
+        ));
     };
-    let _ = writeln!(out, "{name}/{stage}: schedule \"{}\", keep daily {} weekly {} monthly {}", backups.schedule, backups.keep.daily, backups.keep.weekly, backups.keep.monthly);
+    let _ = writeln!(
+        out,
+        "{name}/{stage}: schedule \"{}\", keep daily {} weekly {} monthly {}",
+        backups.schedule, backups.keep.daily, backups.keep.weekly, backups.keep.monthly
+    );
     match status.and_then(|s| s.backups.as_ref()) {
         None => out.push_str("  no backup has finished yet\n"),
         Some(b) => {
             let time = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
-                t.as_ref().map_or_else(|| "-".to_owned(), |t| t.0.to_string())
+                t.as_ref()
+                    .map_or_else(|| "-".to_owned(), |t| t.0.to_string())
             };
             let _ = writeln!(
                 out,
@@ -253,7 +292,8 @@ pub fn describe_stage_backups(instance: &MessengerInstance, stage: &str) -> Resu
                 out,
                 "  last backup:   {}  {}  (Job {})",
                 time(&b.last_time),
-                b.last_result.map_or_else(|| "-".to_owned(), |r| format!("{r:?}")),
+                b.last_result
+                    .map_or_else(|| "-".to_owned(), |r| format!("{r:?}")),
                 b.last_job.as_deref().unwrap_or("-")
             );
             if let Some(message) = &b.last_message {
@@ -267,7 +307,11 @@ pub fn describe_stage_backups(instance: &MessengerInstance, stage: &str) -> Resu
             "  restore of {}: {:?}{}",
             restore.requested,
             restore.phase,
-            restore.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default()
+            restore
+                .message
+                .as_deref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
         );
     }
     out.push_str("  (every snapshot: caduceus backups list … --repository REPOSITORY)\n");
@@ -276,13 +320,19 @@ pub fn describe_stage_backups(instance: &MessengerInstance, stage: &str) -> Resu
 
 /// A table of `restic snapshots --json` output: id, time, reason.
 pub fn format_snapshots(json: &str) -> Result<String, String> {
-    let snapshots: Vec<Value> =
-        serde_json::from_str::<Option<Vec<Value>>>(json).map_err(|e| format!("reading restic's output: {e}"))?.unwrap_or_default();
+    let snapshots: Vec<Value> = serde_json::from_str::<Option<Vec<Value>>>(json)
+        .map_err(|e| format!("reading restic's output: {e}"))?
+        .unwrap_or_default();
     let mut out = format!("{:<10} {:<20} {}\n", "SNAPSHOT", "TIME (UTC)", "REASON");
     for snapshot in &snapshots {
         let tags: Vec<&str> = snapshot["tags"]
             .as_array()
-            .map(|t| t.iter().filter_map(Value::as_str).filter(|t| !t.starts_with("stage:")).collect())
+            .map(|t| {
+                t.iter()
+                    .filter_map(Value::as_str)
+                    .filter(|t| !t.starts_with("stage:"))
+                    .collect()
+            })
             .unwrap_or_default();
         let time = snapshot["time"].as_str().unwrap_or("");
         let time = time.get(..19).unwrap_or(time).replace('T', " ");
@@ -310,7 +360,8 @@ fn read_instance(name: &str, namespace: Option<&str>) -> Result<MessengerInstanc
         let client = kube::Client::try_default()
             .await
             .map_err(|e| format!("connecting to the Kubernetes API: {e}"))?;
-        let namespace = namespace.map_or_else(|| client.default_namespace().to_owned(), str::to_owned);
+        let namespace =
+            namespace.map_or_else(|| client.default_namespace().to_owned(), str::to_owned);
         let api: kube::Api<MessengerInstance> = kube::Api::namespaced(client, &namespace);
         api.get(name)
             .await
@@ -326,22 +377,33 @@ pub fn backups_command(args: BackupsArgs) -> Result<(), String> {
             let names = StageNames::new(&args.instance, &args.stage);
             let mut restic = Command::new("restic");
             restic
-                .args(["snapshots", "--json", "--host", &restic_host(&names), "--tag"])
+                .args([
+                    "snapshots",
+                    "--json",
+                    "--host",
+                    &restic_host(&names),
+                    "--tag",
+                ])
                 .arg(format!("stage:{}", args.stage))
-                .env("RESTIC_REPOSITORY", repository);
+                .env("RESTIC_REPOSITORY", repository)
+                // Times in UTC, as the table's header says.
+                .env("TZ", "UTC");
             if let Some(file) = &args.password_file {
                 restic.env("RESTIC_PASSWORD_FILE", file);
             }
-            let output = restic
-                .output()
-                .map_err(|e| format!("running restic (install it, for example `apt-get install restic`): {e}"))?;
+            let output = restic.output().map_err(|e| {
+                format!("running restic (install it, for example `apt-get install restic`): {e}")
+            })?;
             if !output.status.success() {
                 return Err(format!(
                     "restic could not list {repository}: {}",
                     String::from_utf8_lossy(&output.stderr).trim()
                 ));
             }
-            print!("{}", format_snapshots(&String::from_utf8_lossy(&output.stdout))?);
+            print!(
+                "{}",
+                format_snapshots(&String::from_utf8_lossy(&output.stdout))?
+            );
         }
         None => {
             let instance = read_instance(&args.instance, args.namespace.as_deref())?;
@@ -358,7 +420,8 @@ pub fn restore_command(args: RestoreArgs) -> Result<(), String> {
         Some(path) => {
             let file = path.display().to_string();
             let text = std::fs::read_to_string(path).map_err(|e| format!("reading {file}: {e}"))?;
-            let parsed: Value = serde_saphyr::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
+            let parsed: Value =
+                serde_saphyr::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
             let found = parsed["metadata"]["name"].as_str().unwrap_or_default();
             if found != args.instance {
                 return Err(CliBackupsError::OtherInstance {
@@ -368,7 +431,8 @@ pub fn restore_command(args: RestoreArgs) -> Result<(), String> {
                 }
                 .to_string());
             }
-            let edited = set_stage_restore(&text, &file, &args.stage, &args.snapshot).map_err(|e| e.to_string())?;
+            let edited = set_stage_restore(&text, &file, &args.stage, &args.snapshot)
+                .map_err(|e| e.to_string())?;
             std::fs::write(path, edited).map_err(|e| format!("writing {file}: {e}"))?;
             println!(
                 "{file}: stage {} restores snapshot {}. Commit and push it; the operator restores the stage if it has never been ready \
@@ -416,11 +480,16 @@ spec:
     #[test]
     fn the_restore_is_added_to_the_right_stage_and_comments_stay() {
         let edited = set_stage_restore(FILE, "f.yaml", "production", "12345678").unwrap();
-        assert!(edited.contains("      release: {synapse: v1.160.0}\n      restore:\n        snapshot: \"12345678\"\n"));
+        assert!(edited.contains(
+            "      release: {synapse: v1.160.0}\n      restore:\n        snapshot: \"12345678\"\n"
+        ));
         assert!(edited.starts_with("# Our messenger\n"));
         assert!(edited.contains("- name: beta   # first"));
         let parsed: MessengerInstance = serde_saphyr::from_str(&edited).unwrap();
-        assert_eq!(parsed.spec.stages[1].restore.as_ref().unwrap().snapshot, "12345678");
+        assert_eq!(
+            parsed.spec.stages[1].restore.as_ref().unwrap().snapshot,
+            "12345678"
+        );
         assert!(parsed.spec.stages[0].restore.is_none());
 
         // Again, with another snapshot: the block is replaced, not doubled.
@@ -435,7 +504,12 @@ spec:
     fn sequences_at_the_key_indentation_work_too() {
         let text = "metadata:\n  name: i\nspec:\n  backups: {schedule: x}\n  stages:\n  - name: main\n    serverName: m.example.org\n";
         let edited = set_stage_restore(text, "f.yaml", "main", "latest").unwrap();
-        assert!(edited.ends_with("    serverName: m.example.org\n    restore:\n      snapshot: \"latest\"\n"), "{edited}");
+        assert!(
+            edited.ends_with(
+                "    serverName: m.example.org\n    restore:\n      snapshot: \"latest\"\n"
+            ),
+            "{edited}"
+        );
     }
 
     #[test]
@@ -444,7 +518,10 @@ spec:
             set_stage_restore(FILE, "f.yaml", "staging", "latest"),
             Err(CliBackupsError::NoSuchStage { .. })
         ));
-        assert_eq!(check_snapshot("yesterday"), Err(CliBackupsError::BadSnapshot("yesterday".into())));
+        assert_eq!(
+            check_snapshot("yesterday"),
+            Err(CliBackupsError::BadSnapshot("yesterday".into()))
+        );
         assert!(check_snapshot("1A2B3C4D").is_err());
         let no_backups = FILE.replace("  backups:\n    schedule: \"30 1 * * *\"\n    repository: {pvc: {size: 200Gi}}\n    passwordSecretRef: {name: pw}\n", "");
         assert!(matches!(
@@ -457,11 +534,66 @@ spec:
     }
 
     #[test]
+    fn the_status_view_shows_the_last_backups_and_the_restore() {
+        use crate::api::{
+            BackupResult, BackupStatus, MessengerInstanceStatus, RestorePhase, RestoreStatus,
+        };
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        use k8s_openapi::jiff::Timestamp;
+
+        let mut instance: MessengerInstance = serde_saphyr::from_str(FILE).unwrap();
+        let at = |s: i64| Some(Time(Timestamp::from_second(s).unwrap()));
+        instance.status = Some(MessengerInstanceStatus {
+            stages: vec![StageStatus {
+                name: "beta".into(),
+                backups: Some(BackupStatus {
+                    last_time: at(1_767_232_000),
+                    last_result: Some(BackupResult::Failed),
+                    last_job: Some("umessenger-beta-backup-29430".into()),
+                    last_message: Some("the database is unreachable".into()),
+                    last_success_time: at(1_767_145_600),
+                    last_success_snapshot: Some("1a2b3c4d".into()),
+                }),
+                restore: Some(RestoreStatus {
+                    requested: "latest".into(),
+                    phase: RestorePhase::Succeeded,
+                    ..RestoreStatus::default()
+                }),
+                ..StageStatus::default()
+            }],
+            ..MessengerInstanceStatus::default()
+        });
+        let text = describe_stage_backups(&instance, "beta").unwrap();
+        assert!(
+            text.contains("last success:  2025-12-31T01:46:40Z  snapshot 1a2b3c4d"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Failed  (Job umessenger-beta-backup-29430)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("message:       the database is unreachable"),
+            "{text}"
+        );
+        assert!(text.contains("restore of latest: Succeeded"), "{text}");
+        let production = describe_stage_backups(&instance, "production").unwrap();
+        assert!(
+            production.contains("no backup has finished yet"),
+            "{production}"
+        );
+        assert!(describe_stage_backups(&instance, "staging").is_err());
+    }
+
+    #[test]
     fn snapshots_are_listed_with_their_reason() {
         let json = r#"[{"short_id":"1a2b3c4d","time":"2026-01-01T01:30:05.123Z","tags":["stage:beta","scheduled"]},
                        {"short_id":"5e6f7a8b","time":"2026-01-02T02:00:00Z","tags":["stage:beta","pre-upgrade:v1.163.2"]}]"#;
         let table = format_snapshots(json).unwrap();
-        assert!(table.contains("1a2b3c4d   2026-01-01 01:30:05  scheduled"), "{table}");
+        assert!(
+            table.contains("1a2b3c4d   2026-01-01 01:30:05  scheduled"),
+            "{table}"
+        );
         assert!(table.contains("pre-upgrade:v1.163.2"));
         assert!(table.ends_with("2 snapshots\n"));
         assert!(format_snapshots("null").unwrap().ends_with("0 snapshots\n"));

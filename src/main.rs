@@ -13,8 +13,12 @@ fn main() -> ExitCode {
             print!("{}", api::crd_yaml());
             Ok(())
         }
-        Command::Rbac => {
-            print!("{}", rbac::cluster_role_yaml());
+        Command::Rbac { helm } => {
+            if helm {
+                print!("{}", rbac::helm_rules_tpl());
+            } else {
+                print!("{}", rbac::cluster_role_yaml());
+            }
             Ok(())
         }
         Command::Render(args) => render_command(&args),

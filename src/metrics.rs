@@ -159,13 +159,21 @@ impl Metrics {
     }
 
     /// Records when a stage's last successful backup finished.
-    pub fn backup_succeeded(&self, namespace: &str, instance: &str, stage: &str, unix_seconds: i64) {
+    pub fn backup_succeeded(
+        &self,
+        namespace: &str,
+        instance: &str,
+        stage: &str,
+        unix_seconds: i64,
+    ) {
         let labels = BackupLabels {
             namespace: namespace.into(),
             instance: instance.into(),
             stage: stage.into(),
         };
-        self.backup_last_success.get_or_create(&labels).set(unix_seconds);
+        self.backup_last_success
+            .get_or_create(&labels)
+            .set(unix_seconds);
     }
 
     /// Drops the backup series of a gone instance. Its stages are the ones

@@ -19,8 +19,7 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use crate::api::{
-    DeletionPolicy, MessengerInstance, MessengerInstanceStatus, Stage, StagePhase,
-    StageStatus,
+    DeletionPolicy, MessengerInstance, MessengerInstanceStatus, Stage, StagePhase, StageStatus,
 };
 use crate::apply::{Applier, ApplyError};
 use crate::build::keys::{self, StageSecrets};
@@ -127,7 +126,9 @@ pub async fn reconcile(
                     continue;
                 }
             };
-        let decision = plan_rollout(&instance, &ctx, stage, &names, &namespace, before, &outcomes);
+        let decision = plan_rollout(
+            &instance, &ctx, stage, &names, &namespace, before, &outcomes,
+        );
         let inputs = StageInputs {
             stage,
             secrets: &secrets,
@@ -153,11 +154,16 @@ pub async fn reconcile(
             }
         };
         desired.push(resources);
-        jobs.extend(rollout_jobs(&instance, stage, &names, &namespace, &decision));
+        jobs.extend(rollout_jobs(
+            &instance, stage, &names, &namespace, &decision,
+        ));
         let mut status = decision.status;
         status.name = stage.name.clone();
         status.signing_key_id = secrets.signing_key_id().map(str::to_owned);
-        outcomes.push(StageOutcome { status, stall: None });
+        outcomes.push(StageOutcome {
+            status,
+            stall: None,
+        });
     }
 
     let children = build::children(&instance, desired);
@@ -182,7 +188,10 @@ pub async fn reconcile(
         .filter(|o| o.stall.is_some())
         .map(|o| o.status.name.as_str())
         .collect();
-    prune(&ctx, &applier, &namespace, &name, &children, &held, &instance).await?;
+    prune(
+        &ctx, &applier, &namespace, &name, &children, &held, &instance,
+    )
+    .await?;
 
     let stall = outcomes.iter().find_map(|o| o.stall.clone());
     let stages: Vec<StageStatus> = outcomes.into_iter().map(|o| o.status).collect();
@@ -362,7 +371,13 @@ async fn write_status(
             stages
                 .iter()
                 .filter(|stage| stage.phase == StagePhase::Failed)
-                .map(|stage| format!("stage {}: {}", stage.name, stage.message.as_deref().unwrap_or_default())),
+                .map(|stage| {
+                    format!(
+                        "stage {}: {}",
+                        stage.name,
+                        stage.message.as_deref().unwrap_or_default()
+                    )
+                }),
         )
         .collect();
     let mut next = status::instance_status(
@@ -372,8 +387,12 @@ async fn write_status(
         stall,
         now,
     );
-    next.conditions
-        .push(status::degraded(previous, &warnings, instance.meta().generation, now));
+    next.conditions.push(status::degraded(
+        previous,
+        &warnings,
+        instance.meta().generation,
+        now,
+    ));
     if &next == previous {
         return Ok(());
     }
@@ -543,7 +562,9 @@ fn plan_rollout(
         None => JobState::Absent,
         Some(job) => rollout_job_state(&job),
     };
-    let synapse = ctx.stores.get_typed::<StatefulSet>(namespace, &names.synapse());
+    let synapse = ctx
+        .stores
+        .get_typed::<StatefulSet>(namespace, &names.synapse());
     let source = stage.promotion.as_ref().map(|promotion| Source {
         name: &promotion.from,
         status: earlier
@@ -612,14 +633,21 @@ fn rollout_job_state(job: &Job) -> JobState {
         .as_ref()
         .and_then(|status| status.conditions.clone())
         .unwrap_or_default();
-    let holds = |kind: &str| conditions.iter().find(|c| c.type_ == kind && c.status == "True");
+    let holds = |kind: &str| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == kind && c.status == "True")
+    };
     if holds("Complete").is_some() {
         JobState::Succeeded
     } else if let Some(failed) = holds("Failed") {
         JobState::Failed(format!(
             "Job {} failed: {}",
             job.metadata.name.as_deref().unwrap_or_default(),
-            failed.message.clone().unwrap_or_else(|| failed.reason.clone().unwrap_or_default())
+            failed
+                .message
+                .clone()
+                .unwrap_or_else(|| failed.reason.clone().unwrap_or_default())
         ))
     } else {
         JobState::Running
@@ -628,7 +656,16 @@ fn rollout_job_state(job: &Job) -> JobState {
 
 /// The Synapse release of a StatefulSet's pod template (its image tag).
 fn synapse_release(set: &StatefulSet) -> Option<String> {
-    let image = set.spec.as_ref()?.template.spec.as_ref()?.containers.first()?.image.clone()?;
+    let image = set
+        .spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .first()?
+        .image
+        .clone()?;
     let name = image.rsplit('/').next()?;
     name.split_once(':').map(|(_, tag)| tag.to_owned())
 }

@@ -178,13 +178,26 @@ fn condition(
 
 /// `Degraded`: the instance runs, but something needs attention (a stage's
 /// data placed away from its Synapse, a stage rolled back).
-pub fn degraded(previous: &MessengerInstanceStatus, warnings: &[String], generation: Option<i64>, now: &Time) -> Condition {
+pub fn degraded(
+    previous: &MessengerInstanceStatus,
+    warnings: &[String],
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
     let (status, reason, message) = if warnings.is_empty() {
         (false, "NoWarnings", "nothing needs attention".to_owned())
     } else {
         (true, "NeedsAttention", warnings.join("; "))
     };
-    condition(&previous.conditions, DEGRADED, status, reason.into(), message, generation, now)
+    condition(
+        &previous.conditions,
+        DEGRADED,
+        status,
+        reason.into(),
+        message,
+        generation,
+        now,
+    )
 }
 
 /// The condition of one type.

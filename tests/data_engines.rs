@@ -42,22 +42,37 @@ fn cnpg_crd_dir() -> PathBuf {
         String::from_utf8_lossy(&output.stderr)
     );
     let stdout = String::from_utf8(output.stdout).unwrap();
-    PathBuf::from(stdout.lines().last().expect("the directory on the last line"))
+    PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .expect("the directory on the last line"),
+    )
 }
 
 /// Installs CloudNativePG's CRDs (idempotent) and waits until the Cluster
 /// kind is served.
 async fn install_cnpg_crds(admin: &Client) {
     let api: Api<CustomResourceDefinition> = Api::all(admin.clone());
-    let mut entries: Vec<_> = std::fs::read_dir(cnpg_crd_dir()).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(cnpg_crd_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
-    for path in entries.iter().filter(|p| p.extension().is_some_and(|e| e == "yaml")) {
+    for path in entries
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+    {
         let text = std::fs::read_to_string(path).unwrap();
-        let crd: CustomResourceDefinition =
-            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()));
-        api.patch(&crd.name_any(), &PatchParams::apply("caduceus-tests").force(), &Patch::Apply(&crd))
-            .await
-            .unwrap_or_else(|e| panic!("installing {}: {e}", path.display()));
+        let crd: CustomResourceDefinition = serde_saphyr::from_str(&text)
+            .unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()));
+        api.patch(
+            &crd.name_any(),
+            &PatchParams::apply("caduceus-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("installing {}: {e}", path.display()));
     }
     eventually("CloudNativePG's Cluster CRD established", WAIT, || async {
         let crd = api.get("clusters.postgresql.cnpg.io").await.ok()?;
@@ -86,7 +101,9 @@ fn backups(s3: bool) -> Backups {
                     endpoint: "https://s3.eu-de.example.net".into(),
                     bucket: "messenger-backups".into(),
                     prefix: Some("caduceus".into()),
-                    credentials_secret_ref: SecretRef { name: "s3-credentials".into() },
+                    credentials_secret_ref: SecretRef {
+                        name: "s3-credentials".into(),
+                    },
                 }),
             }
         } else {
@@ -105,7 +122,12 @@ fn backups(s3: bool) -> Backups {
 }
 
 /// The minimal example under another name, with an engine and backups.
-fn instance_with(namespace: &str, name: &str, engine: DatabaseEngine, s3: bool) -> MessengerInstance {
+fn instance_with(
+    namespace: &str,
+    name: &str,
+    engine: DatabaseEngine,
+    s3: bool,
+) -> MessengerInstance {
     let mut instance = example("minimal.yaml", namespace);
     instance.metadata.name = Some(name.into());
     instance.spec.database.engine = engine;
@@ -172,35 +194,62 @@ async fn every_object_of_each_engine_is_accepted_by_the_api_server() {
             backup::pre_upgrade_backup_job(&backup_inputs, "v1.163.2"),
             build::Ownership::Owned,
         ));
-        children.push(Child::new(backup::restore_job(&backup_inputs, "latest"), build::Ownership::Owned));
+        children.push(Child::new(
+            backup::restore_job(&backup_inputs, "latest"),
+            build::Ownership::Owned,
+        ));
         let kinds: Vec<String> = children.iter().map(Child::describe).collect();
         for child in &children {
             apply_strict(&admin, &namespace, child).await;
         }
         match engine {
             DatabaseEngine::Managed => {
-                assert!(kinds.contains(&format!("StatefulSet/{name}-main-db")), "{kinds:?}");
-                assert!(kinds.contains(&format!("PersistentVolumeClaim/{name}-main-db-data")), "{kinds:?}");
-                assert!(kinds.contains(&format!("PersistentVolumeClaim/{name}-main-backup-repository")));
+                assert!(
+                    kinds.contains(&format!("StatefulSet/{name}-main-db")),
+                    "{kinds:?}"
+                );
+                assert!(
+                    kinds.contains(&format!("PersistentVolumeClaim/{name}-main-db-data")),
+                    "{kinds:?}"
+                );
+                assert!(kinds.contains(&format!(
+                    "PersistentVolumeClaim/{name}-main-backup-repository"
+                )));
             }
             DatabaseEngine::CloudnativePg => {
-                let clusters: Api<DynamicObject> =
-                    Api::namespaced_with(admin.clone(), &namespace, &cloudnative_pg_cluster_resource());
+                let clusters: Api<DynamicObject> = Api::namespaced_with(
+                    admin.clone(),
+                    &namespace,
+                    &cloudnative_pg_cluster_resource(),
+                );
                 let cluster = clusters.get(&format!("{name}-main-db")).await.unwrap();
                 let initdb = &cluster.data["spec"]["bootstrap"]["initdb"];
                 assert_eq!(initdb["localeCollate"], "C");
                 assert_eq!(initdb["localeCType"], "C");
                 assert_eq!(initdb["owner"], "synapse");
                 assert_eq!(cluster.data["spec"]["instances"], 3);
-                assert!(!kinds.iter().any(|k| k.starts_with("StatefulSet/") && k.ends_with("-db")));
+                assert!(
+                    !kinds
+                        .iter()
+                        .any(|k| k.starts_with("StatefulSet/") && k.ends_with("-db"))
+                );
             }
             DatabaseEngine::External => {
                 assert!(!kinds.iter().any(|k| k.contains("-main-db")), "{kinds:?}");
-                assert!(!kinds.iter().any(|k| k.ends_with("-backup-repository")), "S3 needs no claim");
+                assert!(
+                    !kinds.iter().any(|k| k.ends_with("-backup-repository")),
+                    "S3 needs no claim"
+                );
             }
         }
-        assert!(kinds.contains(&format!("CronJob/{name}-main-backup")), "{kinds:?}");
-        assert!(kinds.contains(&format!("ConfigMap/{name}-main-backup-scripts")), "{kinds:?}");
+        assert!(
+            kinds.contains(&format!("CronJob/{name}-main-backup")),
+            "{kinds:?}"
+        );
+        assert!(
+            kinds.contains(&format!("ConfigMap/{name}-main-backup-scripts")),
+            "{kinds:?}"
+        );
     }
 }
 
@@ -219,7 +268,10 @@ async fn the_api_refuses_a_restore_it_cannot_honour() {
     });
     for (instance, message) in [
         (&without_backups, "stages[].restore needs spec.backups"),
-        (&bad_id, "restore.snapshot must be 'latest' or a snapshot id"),
+        (
+            &bad_id,
+            "restore.snapshot must be 'latest' or a snapshot id",
+        ),
     ] {
         let mut body = serde_json::to_value(instance).unwrap();
         body["apiVersion"] = "caduceus.dev/v1alpha1".into();
@@ -239,11 +291,19 @@ async fn the_api_refuses_a_restore_it_cannot_honour() {
         snapshot: "1a2b3c4d".into(),
     });
     let stored = apply_instance(&admin, &good).await;
-    assert_eq!(stored.spec.stages[0].restore.as_ref().unwrap().snapshot, "1a2b3c4d");
+    assert_eq!(
+        stored.spec.stages[0].restore.as_ref().unwrap().snapshot,
+        "1a2b3c4d"
+    );
 }
 
 #[tokio::test]
 async fn deleting_an_instance_with_retain_leaves_the_claims_and_the_cluster() {
+    // The operator's log, shown when the test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("info,kube=warn")
+        .try_init();
     let admin = admin().await;
     // Before the operator starts, so its discovery finds CloudNativePG.
     install_cnpg_crds(&admin).await;
@@ -255,8 +315,11 @@ async fn deleting_an_instance_with_retain_leaves_the_claims_and_the_cluster() {
     apply_instance(&admin, &cnpg).await;
 
     let claims = Api::<PersistentVolumeClaim>::namespaced(admin.clone(), &namespace);
-    let clusters: Api<DynamicObject> =
-        Api::namespaced_with(admin.clone(), &namespace, &cloudnative_pg_cluster_resource());
+    let clusters: Api<DynamicObject> = Api::namespaced_with(
+        admin.clone(),
+        &namespace,
+        &cloudnative_pg_cluster_resource(),
+    );
     let retained = [
         "managed-main-media",
         "managed-main-db-data",
@@ -269,13 +332,19 @@ async fn deleting_an_instance_with_retain_leaves_the_claims_and_the_cluster() {
             claims.get_opt(name).await.unwrap()
         })
         .await;
-        assert!(claim.owner_references().is_empty(), "{name} has no owner to be collected with");
+        assert!(
+            claim.owner_references().is_empty(),
+            "{name} has no owner to be collected with"
+        );
     }
     let cluster = eventually("the CloudNativePG Cluster", WAIT, || async {
         clusters.get_opt("cnpg-main-db").await.unwrap()
     })
     .await;
-    assert!(cluster.owner_references().is_empty(), "the Cluster (and so its volumes) is retained");
+    assert!(
+        cluster.owner_references().is_empty(),
+        "the Cluster (and so its volumes) is retained"
+    );
     let credentials = eventually("the database credentials", WAIT, || async {
         Api::<Secret>::namespaced(admin.clone(), &namespace)
             .get_opt("cnpg-main-db-credentials")
@@ -283,7 +352,10 @@ async fn deleting_an_instance_with_retain_leaves_the_claims_and_the_cluster() {
             .unwrap()
     })
     .await;
-    assert_eq!(credentials.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+    assert_eq!(
+        credentials.type_.as_deref(),
+        Some("kubernetes.io/basic-auth")
+    );
     let cron = eventually("the backup CronJob", WAIT, || async {
         Api::<CronJob>::namespaced(admin.clone(), &namespace)
             .get_opt("managed-main-backup")
@@ -291,11 +363,18 @@ async fn deleting_an_instance_with_retain_leaves_the_claims_and_the_cluster() {
             .unwrap()
     })
     .await;
-    assert_eq!(cron.owner_references().len(), 1, "the CronJob goes with the instance");
+    assert_eq!(
+        cron.owner_references().len(),
+        1,
+        "the CronJob goes with the instance"
+    );
 
     let instances = Api::<MessengerInstance>::namespaced(admin.clone(), &namespace);
     for name in ["managed", "cnpg"] {
-        instances.delete(name, &DeleteParams::default()).await.unwrap();
+        instances
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
     }
     eventually("both instances gone", WAIT, || async {
         let left = instances.list(&Default::default()).await.unwrap();
@@ -306,7 +385,10 @@ async fn deleting_an_instance_with_retain_leaves_the_claims_and_the_cluster() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     for name in retained {
         let claim = claims.get(name).await.unwrap();
-        assert!(claim.metadata.deletion_timestamp.is_none(), "{name} is kept under Retain");
+        assert!(
+            claim.metadata.deletion_timestamp.is_none(),
+            "{name} is kept under Retain"
+        );
     }
     let cluster = clusters.get("cnpg-main-db").await.unwrap();
     assert!(cluster.metadata.deletion_timestamp.is_none());

@@ -17,8 +17,8 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -28,7 +28,9 @@ struct TestClock(AtomicI64);
 
 impl TestClock {
     fn at(text: &str) -> Arc<Self> {
-        Arc::new(Self(AtomicI64::new(text.parse::<Timestamp>().unwrap().as_second())))
+        Arc::new(Self(AtomicI64::new(
+            text.parse::<Timestamp>().unwrap().as_second(),
+        )))
     }
     fn advance(&self, seconds: i64) {
         self.0.fetch_add(seconds, Ordering::SeqCst);
@@ -42,7 +44,9 @@ impl Clock for TestClock {
 }
 
 fn instance_yaml(namespace: &str, train: &str, production_pin: Option<&str>) -> MessengerInstance {
-    let pin = production_pin.map_or(String::new(), |v| format!("      release: {{synapse: {v}}}\n"));
+    let pin = production_pin.map_or(String::new(), |v| {
+        format!("      release: {{synapse: {v}}}\n")
+    });
     let text = format!(
         "apiVersion: caduceus.dev/v1alpha1
 kind: MessengerInstance
@@ -103,7 +107,10 @@ async fn nudge(admin: &Client, namespace: &str) {
 /// Plays the Job controller: reports a Job finished.
 async fn finish_job(admin: &Client, namespace: &str, name: &str, succeeded: bool) {
     let jobs = Api::<Job>::namespaced(admin.clone(), namespace);
-    eventually(&format!("Job {name}"), WAIT, || async { jobs.get_opt(name).await.unwrap() }).await;
+    eventually(&format!("Job {name}"), WAIT, || async {
+        jobs.get_opt(name).await.unwrap()
+    })
+    .await;
     let now = Timestamp::now().to_string();
     let status = if succeeded {
         json!({"status": {"startTime": now, "completionTime": now, "succeeded": 1, "conditions": [
@@ -124,7 +131,10 @@ async fn synapse_image(admin: &Client, namespace: &str, stage: &str) -> String {
         .get(&format!("rollout-{stage}-synapse"))
         .await
         .unwrap();
-    set.spec.unwrap().template.spec.unwrap().containers[0].image.clone().unwrap()
+    set.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap()
 }
 
 async fn setup(admin: &Client, prefix: &str, clock: Arc<TestClock>) -> (String, Operator) {
@@ -165,11 +175,20 @@ async fn beta_then_production_inside_its_window_each_step_once_across_restarts()
     // Beta: backup, deploy, verify — with a restart between every step.
     wait_phase(&admin, &namespace, "beta", StagePhase::BackingUp).await;
     let production = wait_phase(&admin, &namespace, "production", StagePhase::Waiting).await;
-    assert!(production.message.unwrap().contains("beta must run v1.163.2 Ready first"));
+    assert!(
+        production
+            .message
+            .unwrap()
+            .contains("beta must run v1.163.2 Ready first")
+    );
     operator = restart(operator, &namespace, &clock).await;
     finish_job(&admin, &namespace, "rollout-beta-backup-v1-163-2", true).await;
     wait_phase(&admin, &namespace, "beta", StagePhase::Upgrading).await;
-    assert!(synapse_image(&admin, &namespace, "beta").await.ends_with(":v1.163.2"));
+    assert!(
+        synapse_image(&admin, &namespace, "beta")
+            .await
+            .ends_with(":v1.163.2")
+    );
     operator = restart(operator, &namespace, &clock).await;
     mark_ready(&admin, &namespace, "rollout-beta-synapse").await;
     wait_phase(&admin, &namespace, "beta", StagePhase::Verifying).await;
@@ -184,34 +203,63 @@ async fn beta_then_production_inside_its_window_each_step_once_across_restarts()
     nudge(&admin, &namespace).await;
     let waiting = eventually("the soak message", WAIT, || async {
         let status = stage(&admin, &namespace, "production").await;
-        status.message.filter(|m| m.contains("Ready for")).map(|m| (status.phase, m))
+        status
+            .message
+            .filter(|m| m.contains("Ready for"))
+            .map(|m| (status.phase, m))
     })
     .await;
     assert_eq!(waiting.0, StagePhase::Waiting);
-    assert!(waiting.1.starts_with("beta has run v1.163.2 Ready for"), "{}", waiting.1);
+    assert!(
+        waiting.1.starts_with("beta has run v1.163.2 Ready for"),
+        "{}",
+        waiting.1
+    );
     // 01:30 UTC: the 1h soak is over, but the window is 03:00 in Berlin.
     clock.advance(90 * 60);
     nudge(&admin, &namespace).await;
     let message = eventually("the window message", WAIT, || async {
-        stage(&admin, &namespace, "production").await.message.filter(|m| m.contains("next window"))
+        stage(&admin, &namespace, "production")
+            .await
+            .message
+            .filter(|m| m.contains("next window"))
     })
     .await;
     assert!(message.contains("next window"), "{message}");
-    assert!(synapse_image(&admin, &namespace, "production").await.ends_with(":v1.160.0"));
+    assert!(
+        synapse_image(&admin, &namespace, "production")
+            .await
+            .ends_with(":v1.160.0")
+    );
     // 02:30 UTC is 03:30 in Berlin: inside the window.
     clock.advance(3600);
     nudge(&admin, &namespace).await;
     wait_phase(&admin, &namespace, "production", StagePhase::BackingUp).await;
     operator = restart(operator, &namespace, &clock).await;
-    finish_job(&admin, &namespace, "rollout-production-backup-v1-163-2", true).await;
+    finish_job(
+        &admin,
+        &namespace,
+        "rollout-production-backup-v1-163-2",
+        true,
+    )
+    .await;
     wait_phase(&admin, &namespace, "production", StagePhase::Upgrading).await;
     operator = restart(operator, &namespace, &clock).await;
     mark_ready(&admin, &namespace, "rollout-production-synapse").await;
     wait_phase(&admin, &namespace, "production", StagePhase::Verifying).await;
     operator = restart(operator, &namespace, &clock).await;
-    finish_job(&admin, &namespace, "rollout-production-smoke-v1-163-2", true).await;
+    finish_job(
+        &admin,
+        &namespace,
+        "rollout-production-smoke-v1-163-2",
+        true,
+    )
+    .await;
     let production = wait_phase(&admin, &namespace, "production", StagePhase::Ready).await;
-    assert_eq!(production.release.unwrap().synapse.as_deref(), Some("v1.163.2"));
+    assert_eq!(
+        production.release.unwrap().synapse.as_deref(),
+        Some("v1.163.2")
+    );
     assert_eq!(production.history.len(), 1);
     operator.stop().await;
 
@@ -242,12 +290,26 @@ async fn a_downgrade_below_the_schema_floor_is_refused() {
     let admin = admin().await;
     let clock = TestClock::at("2026-11-30T02:30:00Z");
     let (namespace, operator) = setup(&admin, "downgrade", clock.clone()).await;
-    apply_instance(&admin, &instance_yaml(&namespace, "v1.160.0", Some("v1.98.0"))).await;
+    apply_instance(
+        &admin,
+        &instance_yaml(&namespace, "v1.160.0", Some("v1.98.0")),
+    )
+    .await;
     let production = wait_phase(&admin, &namespace, "production", StagePhase::Blocked).await;
     let message = production.message.unwrap();
-    assert!(message.contains("v1.98.0 cannot run on this database"), "{message}");
-    assert!(message.contains("restore the stage from the backup"), "{message}");
-    assert!(synapse_image(&admin, &namespace, "production").await.ends_with(":v1.160.0"));
+    assert!(
+        message.contains("v1.98.0 cannot run on this database"),
+        "{message}"
+    );
+    assert!(
+        message.contains("restore the stage from the backup"),
+        "{message}"
+    );
+    assert!(
+        synapse_image(&admin, &namespace, "production")
+            .await
+            .ends_with(":v1.160.0")
+    );
     operator.stop().await;
 }
 
@@ -265,11 +327,17 @@ async fn a_failing_smoke_test_rolls_back() {
     assert!(beta.message.unwrap().contains("rolled back to v1.160.0"));
     assert_eq!(beta.history.last().unwrap().result, "RolledBack");
     eventually("the old image back", WAIT, || async {
-        synapse_image(&admin, &namespace, "beta").await.ends_with(":v1.160.0").then_some(())
+        synapse_image(&admin, &namespace, "beta")
+            .await
+            .ends_with(":v1.160.0")
+            .then_some(())
     })
     .await;
     // Production never moves to a release beta could not run.
     let production = stage(&admin, &namespace, "production").await;
-    assert_eq!(production.release.unwrap().synapse.as_deref(), Some("v1.160.0"));
+    assert_eq!(
+        production.release.unwrap().synapse.as_deref(),
+        Some("v1.160.0")
+    );
     operator.stop().await;
 }

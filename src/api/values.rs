@@ -59,8 +59,9 @@ macro_rules! string_value {
     };
 }
 
-/// The one duration grammar Synapse's `parse_duration` and the operator both
-/// accept: a whole number and one unit.
+/// The duration grammar of the API: a whole number and one unit. Synapse's
+/// `parse_duration` reads the same with s, m, h, d, w and y; milliseconds
+/// are handed to Synapse as plain numbers, which it reads as milliseconds.
 pub const DURATION_PATTERN: &str = "^[0-9]+(ms|s|m|h|d|w|y)$";
 
 string_value!(

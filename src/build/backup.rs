@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
-    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodAffinity, PodAffinityTerm, PodSpec,
-    PodTemplateSpec, ResourceRequirements, Volume, VolumeMount,
+    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodAffinity, PodAffinityTerm,
+    PodSpec, PodTemplateSpec, ResourceRequirements, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
@@ -33,7 +33,9 @@ use crate::api::{
 use super::database::{self, secret_env};
 use super::names::StageNames;
 use super::placement;
-use super::pod::{image, pull_policy, pull_secrets, restricted_container, restricted_pod, stage_meta};
+use super::pod::{
+    image, pull_policy, pull_secrets, restricted_container, restricted_pod, stage_meta,
+};
 use super::synapse::{self, SYNAPSE_UID, volume_claim};
 
 /// The backup script, as in `scripts/backup.sh`.
@@ -52,7 +54,8 @@ pub const BACKUP_IMAGE: &str = "ghcr.io/caduceus-dev/backup:pg17-restic0.14";
 pub const COMPONENT: &str = "backup";
 /// The component label of restore Jobs.
 pub const RESTORE_COMPONENT: &str = "restore";
-/// The label of a one-off Job that names why it runs.
+/// The annotation of a backup Job that names why it runs (`scheduled` or
+/// `pre-upgrade:<release>`).
 pub const REASON_ANNOTATION: &str = "caduceus.dev/backup-reason";
 
 /// Where things are mounted in backup and restore pods. `/backup` is
@@ -70,9 +73,13 @@ const REPOSITORY_PATH: &str = "/repository/restic";
 /// Why the backup objects cannot be built.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum BackupError {
-    #[error("spec.backups.schedule '{schedule}' is not a cron schedule: {reason}; use five fields (minute hour day-of-month month day-of-week), for example \"30 1 * * *\"")]
+    #[error(
+        "spec.backups.schedule '{schedule}' is not a cron schedule: {reason}; use five fields (minute hour day-of-month month day-of-week), for example \"30 1 * * *\""
+    )]
     Schedule { schedule: String, reason: String },
-    #[error("spec.backups.schedule '{schedule}' never fires; choose a schedule that runs at least once a year")]
+    #[error(
+        "spec.backups.schedule '{schedule}' never fires; choose a schedule that runs at least once a year"
+    )]
     NeverFires { schedule: String },
 }
 
@@ -143,7 +150,12 @@ pub fn scripts_config_map(names: &StageNames, namespace: &str) -> ConfigMap {
 pub fn repository_claim(inputs: &BackupInputs<'_>) -> Option<PersistentVolumeClaim> {
     let pvc = inputs.backups.repository.pvc.as_ref()?;
     Some(volume_claim(
-        stage_meta(inputs.names, inputs.namespace, inputs.names.backup_repository(), COMPONENT),
+        stage_meta(
+            inputs.names,
+            inputs.namespace,
+            inputs.names.backup_repository(),
+            COMPONENT,
+        ),
         &pvc.size,
         pvc.storage_class_name.clone(),
     ))
@@ -154,7 +166,11 @@ pub fn repository_url(backups: &Backups, names: &StageNames) -> String {
     match &backups.repository.s3 {
         Some(s3) => {
             let endpoint = s3.endpoint.trim_end_matches('/');
-            let prefix = s3.prefix.as_deref().map(|p| p.trim_matches('/')).filter(|p| !p.is_empty());
+            let prefix = s3
+                .prefix
+                .as_deref()
+                .map(|p| p.trim_matches('/'))
+                .filter(|p| !p.is_empty());
             match prefix {
                 Some(prefix) => format!("s3:{endpoint}/{}/{prefix}/{}", s3.bucket, names.base()),
                 None => format!("s3:{endpoint}/{}/{}", s3.bucket, names.base()),
@@ -168,7 +184,13 @@ pub fn repository_url(backups: &Backups, names: &StageNames) -> String {
 pub fn release_suffix(release: &str) -> String {
     release
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
 
@@ -289,7 +311,10 @@ fn pod_template(inputs: &BackupInputs<'_>, task: Task<'_>) -> PodTemplateSpec {
             vars.push(env("CADUCEUS_REASON", reason));
             vars.push(env("CADUCEUS_KEEP_DAILY", backups.keep.daily.to_string()));
             vars.push(env("CADUCEUS_KEEP_WEEKLY", backups.keep.weekly.to_string()));
-            vars.push(env("CADUCEUS_KEEP_MONTHLY", backups.keep.monthly.to_string()));
+            vars.push(env(
+                "CADUCEUS_KEEP_MONTHLY",
+                backups.keep.monthly.to_string(),
+            ));
             // The repository claim is the stage's own and starts empty; an
             // S3 location without a repository is one the platform team
             // chose for this stage. A wrong password or an unreachable
@@ -336,7 +361,11 @@ fn pod_template(inputs: &BackupInputs<'_>, task: Task<'_>) -> PodTemplateSpec {
         empty_dir("tmp"),
     ];
     if backups.repository.pvc.is_some() {
-        mounts.push(mount("repository", REPOSITORY_MOUNT, matches!(task, Task::Restore { .. })));
+        mounts.push(mount(
+            "repository",
+            REPOSITORY_MOUNT,
+            matches!(task, Task::Restore { .. }),
+        ));
         volumes.push(claim_volume(
             "repository",
             names.backup_repository(),
@@ -345,7 +374,12 @@ fn pod_template(inputs: &BackupInputs<'_>, task: Task<'_>) -> PodTemplateSpec {
     }
     let container = Container {
         name: component.into(),
-        image: Some(image(&spec.images, spec.images.backup.as_ref(), BACKUP_IMAGE, None)),
+        image: Some(image(
+            &spec.images,
+            spec.images.backup.as_ref(),
+            BACKUP_IMAGE,
+            None,
+        )),
         image_pull_policy: pull_policy(&spec.images),
         command: Some(vec!["/bin/sh".into(), format!("{SCRIPTS_MOUNT}/{script}")]),
         env: Some(vars),
@@ -354,7 +388,10 @@ fn pod_template(inputs: &BackupInputs<'_>, task: Task<'_>) -> PodTemplateSpec {
                 ("cpu".to_owned(), Quantity("100m".into())),
                 ("memory".to_owned(), Quantity("256Mi".into())),
             ])),
-            limits: Some(BTreeMap::from([("memory".to_owned(), Quantity("2Gi".into()))])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_owned(),
+                Quantity("2Gi".into()),
+            )])),
             ..ResourceRequirements::default()
         }),
         security_context: Some(restricted_container()),
@@ -389,10 +426,17 @@ fn pod_template(inputs: &BackupInputs<'_>, task: Task<'_>) -> PodTemplateSpec {
         volumes: Some(volumes),
         ..PodSpec::default()
     };
-    placement::pod_placement(spec, stage, placement::Component::Backups, &names.selector(component))
-        .apply_to(&mut pod);
+    placement::pod_placement(
+        spec,
+        stage,
+        placement::Component::Backups,
+        &names.selector(component),
+    )
+    .apply_to(&mut pod);
     if let Some(co_location) = co_location {
-        pod.affinity.get_or_insert_with(Affinity::default).pod_affinity = Some(co_location);
+        pod.affinity
+            .get_or_insert_with(Affinity::default)
+            .pod_affinity = Some(co_location);
     }
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
@@ -447,10 +491,21 @@ pub fn cron_job(inputs: &BackupInputs<'_>) -> Result<CronJob, BackupError> {
             job_template: JobTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(names.labels(COMPONENT)),
-                    annotations: Some(BTreeMap::from([(REASON_ANNOTATION.to_owned(), "scheduled".to_owned())])),
+                    annotations: Some(BTreeMap::from([(
+                        REASON_ANNOTATION.to_owned(),
+                        "scheduled".to_owned(),
+                    )])),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(job_spec(pod_template(inputs, Task::Backup { reason: "scheduled" }), 2)),
+                spec: Some(job_spec(
+                    pod_template(
+                        inputs,
+                        Task::Backup {
+                            reason: "scheduled",
+                        },
+                    ),
+                    2,
+                )),
             },
             ..CronJobSpec::default()
         }),
@@ -463,8 +518,16 @@ pub fn cron_job(inputs: &BackupInputs<'_>) -> Result<CronJob, BackupError> {
 /// is the idempotency key: the same suffix never runs twice.
 pub fn backup_job(inputs: &BackupInputs<'_>, name_suffix: &str, reason: &str) -> Job {
     let names = inputs.names;
-    let mut metadata = stage_meta(names, inputs.namespace, names.backup_job(name_suffix), COMPONENT);
-    metadata.annotations = Some(BTreeMap::from([(REASON_ANNOTATION.to_owned(), reason.to_owned())]));
+    let mut metadata = stage_meta(
+        names,
+        inputs.namespace,
+        names.backup_job(name_suffix),
+        COMPONENT,
+    );
+    metadata.annotations = Some(BTreeMap::from([(
+        REASON_ANNOTATION.to_owned(),
+        reason.to_owned(),
+    )]));
     Job {
         metadata,
         spec: Some(job_spec(pod_template(inputs, Task::Backup { reason }), 2)),
@@ -476,7 +539,11 @@ pub fn backup_job(inputs: &BackupInputs<'_>, name_suffix: &str, reason: &str) ->
 /// it (`…-backup-v1-163-2`), so a restarted operator finds the Job of a
 /// rollout instead of taking a second backup.
 pub fn pre_upgrade_backup_job(inputs: &BackupInputs<'_>, release: &str) -> Job {
-    backup_job(inputs, &release_suffix(release), &format!("pre-upgrade:{release}"))
+    backup_job(
+        inputs,
+        &release_suffix(release),
+        &format!("pre-upgrade:{release}"),
+    )
 }
 
 /// The restore Job of a requested snapshot (`latest` or an id), named after
@@ -487,8 +554,16 @@ pub fn restore_job(inputs: &BackupInputs<'_>, snapshot: &str) -> Job {
     // restic's short ids are 8 characters; longer ones would not fit a name.
     let suffix: String = snapshot.chars().take(8).collect();
     Job {
-        metadata: stage_meta(names, inputs.namespace, names.restore_job(&suffix), RESTORE_COMPONENT),
-        spec: Some(job_spec(pod_template(inputs, Task::Restore { snapshot }), 0)),
+        metadata: stage_meta(
+            names,
+            inputs.namespace,
+            names.restore_job(&suffix),
+            RESTORE_COMPONENT,
+        ),
+        spec: Some(job_spec(
+            pod_template(inputs, Task::Restore { snapshot }),
+            0,
+        )),
         ..Job::default()
     }
 }
@@ -584,7 +659,11 @@ pub fn job_outcome(job: &Job, pods: &[Pod]) -> Option<JobOutcome> {
 fn is_stage_job(job: &Job, names: &StageNames, component: &str) -> bool {
     let labels = job.metadata.labels.as_ref();
     let selector = names.selector(component);
-    labels.is_some_and(|labels| selector.iter().all(|(key, value)| labels.get(key) == Some(value)))
+    labels.is_some_and(|labels| {
+        selector
+            .iter()
+            .all(|(key, value)| labels.get(key) == Some(value))
+    })
 }
 
 /// The stage's backup status from its backup Jobs (scheduled and one-off)
@@ -603,7 +682,8 @@ pub fn backup_status(
         .collect();
     outcomes.sort_by_key(|outcome| outcome.finished.0);
     let mut status = previous.cloned().unwrap_or_default();
-    let is_newer = |time: &Time, than: &Option<Time>| than.as_ref().is_none_or(|than| time.0 > than.0);
+    let is_newer =
+        |time: &Time, than: &Option<Time>| than.as_ref().is_none_or(|than| time.0 > than.0);
     for outcome in outcomes {
         let script = outcome.result.as_ref();
         // A Job can complete while the script reported a failure only if the
@@ -631,7 +711,9 @@ pub fn backup_status(
                     script
                         .and_then(|r| r.message.clone())
                         .or(outcome.job_message.clone())
-                        .unwrap_or_else(|| format!("Job {} failed; see its pod's log", outcome.job)),
+                        .unwrap_or_else(|| {
+                            format!("Job {} failed; see its pod's log", outcome.job)
+                        }),
                 )
             };
         }
@@ -642,7 +724,9 @@ pub fn backup_status(
 /// The first fire time of a schedule strictly after `after`.
 fn fires_after(cron: &croner::Cron, after: Timestamp) -> Option<Timestamp> {
     let zoned = after.to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC);
-    cron.find_next_occurrence(&zoned, false).ok().map(|next| next.timestamp())
+    cron.find_next_occurrence(&zoned, false)
+        .ok()
+        .map(|next| next.timestamp())
 }
 
 /// Whether a stage's backups are healthy.
@@ -686,7 +770,9 @@ pub fn backup_health(
     let never = || BackupError::NeverFires {
         schedule: schedule.to_owned(),
     };
-    let last_success = status.and_then(|s| s.last_success_time.as_ref()).map(|t| t.0);
+    let last_success = status
+        .and_then(|s| s.last_success_time.as_ref())
+        .map(|t| t.0);
     let reference = last_success.unwrap_or(since);
     let first = fires_after(&cron, reference).ok_or_else(never)?;
     let second = fires_after(&cron, first).ok_or_else(never)?;
@@ -702,8 +788,13 @@ pub fn backup_health(
             )
         });
     if now > deadline {
-        let since_text = match (last_success, status.and_then(|s| s.last_success_snapshot.as_deref())) {
-            (Some(time), Some(snapshot)) => format!("the last successful backup was at {time} (snapshot {snapshot})"),
+        let since_text = match (
+            last_success,
+            status.and_then(|s| s.last_success_snapshot.as_deref()),
+        ) {
+            (Some(time), Some(snapshot)) => {
+                format!("the last successful backup was at {time} (snapshot {snapshot})")
+            }
             (Some(time), None) => format!("the last successful backup was at {time}"),
             (None, _) => format!("no backup has succeeded since backups began at {since}"),
         };
@@ -750,9 +841,10 @@ pub fn restore_refusal(stage: &Stage, previous: Option<&StageStatus>) -> Option<
     let previous = previous?;
     // A restore of this request that started or finished is no refusal: the
     // stage was not running when it began.
-    let underway = previous.restore.as_ref().is_some_and(|r| {
-        r.requested == request.snapshot && r.phase != RestorePhase::Refused
-    });
+    let underway = previous
+        .restore
+        .as_ref()
+        .is_some_and(|r| r.requested == request.snapshot && r.phase != RestorePhase::Refused);
     let has_run = previous.phase == StagePhase::Ready || previous.ready_since.is_some();
     (has_run && !underway).then(|| {
         format!(
@@ -795,15 +887,18 @@ pub fn plan_restore(
     }
     let job = restore_job(inputs, snapshot);
     let job_name = job.metadata.name.clone().unwrap_or_default();
-    let live = jobs
-        .iter()
-        .find(|j| j.metadata.name.as_deref() == Some(job_name.as_str()) && is_stage_job(j, inputs.names, RESTORE_COMPONENT));
+    let live = jobs.iter().find(|j| {
+        j.metadata.name.as_deref() == Some(job_name.as_str())
+            && is_stage_job(j, inputs.names, RESTORE_COMPONENT)
+    });
     let Some(live) = live else {
         let status = RestoreStatus {
             requested: snapshot.to_owned(),
             phase: RestorePhase::Pending,
             job: Some(job_name),
-            message: Some("starting the restore Job; Synapse stays stopped until it finishes".into()),
+            message: Some(
+                "starting the restore Job; Synapse stays stopped until it finishes".into(),
+            ),
             ..RestoreStatus::default()
         };
         return (Some(status), RestoreAction::Run(Box::new(job)));
@@ -832,7 +927,9 @@ pub fn plan_restore(
         // Nothing was changed, so Synapse may run again on its data.
         (
             RestorePhase::Refused,
-            result.message.unwrap_or_else(|| "the database is not empty".into()),
+            result
+                .message
+                .unwrap_or_else(|| "the database is not empty".into()),
             RestoreAction::None,
         )
     } else {

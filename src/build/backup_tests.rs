@@ -1,9 +1,13 @@
 use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
-use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, ContainerStatus, PodStatus};
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateTerminated, ContainerStatus, PodStatus,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use super::*;
-use crate::api::{Keep, PvcRepository, Repository, S3Repository, SecretRef, StageRestore, StorageSize};
+use crate::api::{
+    Keep, PvcRepository, Repository, S3Repository, SecretRef, StageRestore, StorageSize,
+};
 
 fn backups() -> Backups {
     Backups {
@@ -55,7 +59,10 @@ fn env_of(template: &PodTemplateSpec) -> BTreeMap<String, EnvVar> {
 }
 
 fn value<'a>(env: &'a BTreeMap<String, EnvVar>, name: &str) -> &'a str {
-    env[name].value.as_deref().unwrap_or_else(|| panic!("{name} has a value"))
+    env[name]
+        .value
+        .as_deref()
+        .unwrap_or_else(|| panic!("{name} has a value"))
 }
 
 #[test]
@@ -64,7 +71,10 @@ fn the_cron_job_runs_the_backup_script_with_the_stage_repository_and_keep() {
     let base_stage = stage();
     let inputs = BackupInputs::new(&spec, &base_stage, &names, "ns").unwrap();
     let cron = cron_job(&inputs).unwrap();
-    assert_eq!(cron.metadata.name.as_deref(), Some("umessenger-beta-backup"));
+    assert_eq!(
+        cron.metadata.name.as_deref(),
+        Some("umessenger-beta-backup")
+    );
     let cron_spec = cron.spec.unwrap();
     assert_eq!(cron_spec.schedule, "30 1 * * *");
     assert_eq!(cron_spec.concurrency_policy.as_deref(), Some("Forbid"));
@@ -77,27 +87,65 @@ fn the_cron_job_runs_the_backup_script_with_the_stage_repository_and_keep() {
     assert_eq!(value(&env, "CADUCEUS_KEEP_MONTHLY"), "12");
     assert_eq!(value(&env, "CADUCEUS_HOST"), "umessenger-beta");
     assert_eq!(value(&env, "PGHOST"), "umessenger-beta-db");
-    let password = env["RESTIC_PASSWORD"].value_from.clone().unwrap().secret_key_ref.unwrap();
-    assert_eq!((password.name.as_str(), password.key.as_str()), ("umessenger-backup-password", "password"));
-    let db_password = env["PGPASSWORD"].value_from.clone().unwrap().secret_key_ref.unwrap();
+    let password = env["RESTIC_PASSWORD"]
+        .value_from
+        .clone()
+        .unwrap()
+        .secret_key_ref
+        .unwrap();
+    assert_eq!(
+        (password.name.as_str(), password.key.as_str()),
+        ("umessenger-backup-password", "password")
+    );
+    let db_password = env["PGPASSWORD"]
+        .value_from
+        .clone()
+        .unwrap()
+        .secret_key_ref
+        .unwrap();
     assert_eq!(db_password.name, "umessenger-beta-keys");
     let pod = template.spec.unwrap();
     let container = &pod.containers[0];
-    assert_eq!(container.command.as_ref().unwrap(), &["/bin/sh", "/scripts/backup.sh"]);
+    assert_eq!(
+        container.command.as_ref().unwrap(),
+        &["/bin/sh", "/scripts/backup.sh"]
+    );
     assert_eq!(container.image.as_deref(), Some(BACKUP_IMAGE));
-    assert_eq!(container.termination_message_policy.as_deref(), Some("FallbackToLogsOnError"));
-    assert_eq!(container.security_context.as_ref().unwrap().read_only_root_filesystem, Some(true));
-    assert_eq!(pod.security_context.as_ref().unwrap().run_as_user, Some(SYNAPSE_UID));
+    assert_eq!(
+        container.termination_message_policy.as_deref(),
+        Some("FallbackToLogsOnError")
+    );
+    assert_eq!(
+        container
+            .security_context
+            .as_ref()
+            .unwrap()
+            .read_only_root_filesystem,
+        Some(true)
+    );
+    assert_eq!(
+        pod.security_context.as_ref().unwrap().run_as_user,
+        Some(SYNAPSE_UID)
+    );
     assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
     let volumes = pod.volumes.unwrap();
     let claims: Vec<_> = volumes
         .iter()
-        .filter_map(|v| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.as_str()))
+        .filter_map(|v| {
+            v.persistent_volume_claim
+                .as_ref()
+                .map(|c| c.claim_name.as_str())
+        })
         .collect();
-    assert_eq!(claims, ["umessenger-beta-media", "umessenger-beta-backup-repository"]);
+    assert_eq!(
+        claims,
+        ["umessenger-beta-media", "umessenger-beta-backup-repository"]
+    );
     // Backups run on Synapse's node, where the ReadWriteOnce media claim is.
     let affinity = pod.affinity.unwrap().pod_affinity.unwrap();
-    let term = &affinity.required_during_scheduling_ignored_during_execution.unwrap()[0];
+    let term = &affinity
+        .required_during_scheduling_ignored_during_execution
+        .unwrap()[0];
     assert_eq!(term.topology_key, "kubernetes.io/hostname");
 }
 
@@ -108,7 +156,10 @@ fn the_scripts_config_map_holds_the_repository_scripts() {
     let data = map.data.unwrap();
     for file in ["backup.sh", "restore.sh"] {
         let on_disk = std::fs::read_to_string(root.join(file)).unwrap();
-        assert_eq!(data[file], on_disk, "{file} in the ConfigMap is the file in scripts/");
+        assert_eq!(
+            data[file], on_disk,
+            "{file} in the ConfigMap is the file in scripts/"
+        );
     }
 }
 
@@ -135,8 +186,16 @@ fn an_s3_repository_uses_the_bucket_prefix_and_credentials() {
         value(&env, "RESTIC_REPOSITORY"),
         "s3:https://s3.eu-de.example.net/backups/messenger/umessenger-beta"
     );
-    let key = env["AWS_SECRET_ACCESS_KEY"].value_from.clone().unwrap().secret_key_ref.unwrap();
-    assert_eq!((key.name.as_str(), key.key.as_str()), ("s3", "AWS_SECRET_ACCESS_KEY"));
+    let key = env["AWS_SECRET_ACCESS_KEY"]
+        .value_from
+        .clone()
+        .unwrap()
+        .secret_key_ref
+        .unwrap();
+    assert_eq!(
+        (key.name.as_str(), key.key.as_str()),
+        ("s3", "AWS_SECRET_ACCESS_KEY")
+    );
     let pod = template.spec.unwrap();
     assert!(pod.volumes.unwrap().iter().all(|v| v.name != "repository"));
 }
@@ -147,8 +206,14 @@ fn the_pre_upgrade_backup_is_named_after_the_target_release() {
     let base_stage = stage();
     let inputs = BackupInputs::new(&spec, &base_stage, &names, "ns").unwrap();
     let job = pre_upgrade_backup_job(&inputs, "v1.163.2");
-    assert_eq!(job.metadata.name.as_deref(), Some("umessenger-beta-backup-v1-163-2"));
-    assert_eq!(job.metadata.annotations.as_ref().unwrap()[REASON_ANNOTATION], "pre-upgrade:v1.163.2");
+    assert_eq!(
+        job.metadata.name.as_deref(),
+        Some("umessenger-beta-backup-v1-163-2")
+    );
+    assert_eq!(
+        job.metadata.annotations.as_ref().unwrap()[REASON_ANNOTATION],
+        "pre-upgrade:v1.163.2"
+    );
     let env = env_of(&job.spec.unwrap().template);
     assert_eq!(value(&env, "CADUCEUS_REASON"), "pre-upgrade:v1.163.2");
     assert_eq!(release_suffix("v1.164.0rc1"), "v1-164-0rc1");
@@ -158,7 +223,10 @@ fn the_pre_upgrade_backup_is_named_after_the_target_release() {
 fn names_fit_kubernetes_limits_for_the_longest_instance_and_stage() {
     // The CRD allows 30 characters of instance and 42 of instance + stage.
     let names = StageNames::new(&"i".repeat(22), &"s".repeat(20));
-    assert!(names.backup().len() <= 52, "a CronJob name is at most 52 characters");
+    assert!(
+        names.backup().len() <= 52,
+        "a CronJob name is at most 52 characters"
+    );
     assert!(names.backup_job(&release_suffix("v1.164.10rc1")).len() <= 63);
     assert!(names.restore_job("01234567").len() <= 63);
 }
@@ -169,7 +237,12 @@ fn a_bad_schedule_names_the_field() {
     spec.backups.as_mut().unwrap().schedule = "every night".into();
     let names = names();
     let error = resources(BackupInputs::new(&spec, &stage(), &names, "ns")).unwrap_err();
-    assert!(error.to_string().starts_with("spec.backups.schedule 'every night' is not a cron schedule"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("spec.backups.schedule 'every night' is not a cron schedule"),
+        "{error}"
+    );
     spec.backups.as_mut().unwrap().schedule = "0 0 31 2 *".into();
     let error = resources(BackupInputs::new(&spec, &stage(), &names, "ns")).unwrap_err();
     assert!(error.to_string().contains("never fires"), "{error}");
@@ -182,15 +255,26 @@ fn restore_jobs_verify_keys_and_do_not_retry() {
     let base_stage = stage();
     let inputs = BackupInputs::new(&spec, &base_stage, &names, "ns").unwrap();
     let job = restore_job(&inputs, "latest");
-    assert_eq!(job.metadata.name.as_deref(), Some("umessenger-beta-restore-latest"));
+    assert_eq!(
+        job.metadata.name.as_deref(),
+        Some("umessenger-beta-restore-latest")
+    );
     let job_spec = job.spec.unwrap();
     assert_eq!(job_spec.backoff_limit, Some(0));
     let env = env_of(&job_spec.template);
     assert_eq!(value(&env, "CADUCEUS_SNAPSHOT"), "latest");
     assert_eq!(value(&env, "CADUCEUS_KEYS_RESTORE"), "verify");
     let pod = job_spec.template.spec.unwrap();
-    assert!(pod.affinity.is_none(), "a restore runs while Synapse is stopped");
-    let keys = pod.volumes.unwrap().into_iter().find(|v| v.name == "keys").unwrap();
+    assert!(
+        pod.affinity.is_none(),
+        "a restore runs while Synapse is stopped"
+    );
+    let keys = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "keys")
+        .unwrap();
     assert_eq!(keys.secret.unwrap().optional, Some(true));
 }
 
@@ -277,9 +361,21 @@ fn the_result_line_is_found_after_a_log_tail() {
 fn backup_status_records_the_last_run_and_keeps_the_last_success() {
     let names = names();
     let ok = finished_job("umessenger-beta-backup-1", "u1", COMPONENT, true, JAN_1);
-    let failed = finished_job("umessenger-beta-backup-2", "u2", COMPONENT, false, JAN_1 + DAY);
+    let failed = finished_job(
+        "umessenger-beta-backup-2",
+        "u2",
+        COMPONENT,
+        false,
+        JAN_1 + DAY,
+    );
     let other_stage = {
-        let mut job = finished_job("umessenger-prod-backup-9", "u9", COMPONENT, true, JAN_1 + 2 * DAY);
+        let mut job = finished_job(
+            "umessenger-prod-backup-9",
+            "u9",
+            COMPONENT,
+            true,
+            JAN_1 + 2 * DAY,
+        );
         job.metadata.labels = Some(StageNames::new("umessenger", "prod").labels(COMPONENT));
         job
     };
@@ -300,16 +396,33 @@ fn backup_status_records_the_last_run_and_keeps_the_last_success() {
     assert_eq!(status.last_job.as_deref(), Some("umessenger-beta-backup-2"));
 
     // The Jobs are gone (history limits); what was recorded stays.
-    assert_eq!(backup_status(Some(&status), &names, &[], &[]), Some(status.clone()));
+    assert_eq!(
+        backup_status(Some(&status), &names, &[], &[]),
+        Some(status.clone())
+    );
     // A success whose pod is gone still counts, without a snapshot id.
-    let later = finished_job("umessenger-beta-backup-3", "u3", COMPONENT, true, JAN_1 + 2 * DAY);
+    let later = finished_job(
+        "umessenger-beta-backup-3",
+        "u3",
+        COMPONENT,
+        true,
+        JAN_1 + 2 * DAY,
+    );
     let next = backup_status(Some(&status), &names, &[later], &[]).unwrap();
     assert_eq!(next.last_result, Some(BackupResult::Succeeded));
     assert_eq!(next.last_success_time, Some(at(JAN_1 + 2 * DAY)));
     assert_eq!(next.last_success_snapshot, None);
     assert_eq!(next.last_message, None);
     assert_eq!(backup_status(None, &names, &[], &[]), None);
-    assert_eq!(backup_status(None, &names, &[running_job("umessenger-beta-backup-4", COMPONENT)], &[]), None);
+    assert_eq!(
+        backup_status(
+            None,
+            &names,
+            &[running_job("umessenger-beta-backup-4", COMPONENT)],
+            &[]
+        ),
+        None
+    );
 }
 
 #[test]
@@ -319,7 +432,11 @@ fn backups_are_stale_after_two_missed_runs_and_failing_before() {
         last_success_time: Some(at(time)),
         last_success_snapshot: Some("1a2b3c4d".into()),
         last_time: Some(at(if failed { time + DAY } else { time })),
-        last_result: Some(if failed { BackupResult::Failed } else { BackupResult::Succeeded }),
+        last_result: Some(if failed {
+            BackupResult::Failed
+        } else {
+            BackupResult::Succeeded
+        }),
         last_job: Some("umessenger-beta-backup-2".into()),
         last_message: failed.then(|| "the database is unreachable".into()),
     };
@@ -328,33 +445,71 @@ fn backups_are_stale_after_two_missed_runs_and_failing_before() {
     // Succeeded Jan 1 at 01:40; the schedule fires Jan 2 and Jan 3 at 01:30.
     let last = JAN_1 + 6000;
     assert_eq!(
-        backup_health("beta", schedule, Some(&success(last, false)), since, now(last + DAY)).unwrap(),
+        backup_health(
+            "beta",
+            schedule,
+            Some(&success(last, false)),
+            since,
+            now(last + DAY)
+        )
+        .unwrap(),
         BackupHealth::Healthy
     );
-    let failing = backup_health("beta", schedule, Some(&success(last, true)), since, now(last + DAY + 60)).unwrap();
+    let failing = backup_health(
+        "beta",
+        schedule,
+        Some(&success(last, true)),
+        since,
+        now(last + DAY + 60),
+    )
+    .unwrap();
     let (kind, _, message) = failing.condition().unwrap();
     assert_eq!(kind, "BackupsFailing");
     assert!(message.contains("the database is unreachable"), "{message}");
     // Jan 3 01:30 plus the grace of an hour is the deadline.
     let deadline = JAN_1 + 2 * DAY + 5400 + 3600;
     assert!(matches!(
-        backup_health("beta", schedule, Some(&success(last, false)), since, now(deadline)).unwrap(),
+        backup_health(
+            "beta",
+            schedule,
+            Some(&success(last, false)),
+            since,
+            now(deadline)
+        )
+        .unwrap(),
         BackupHealth::Healthy
     ));
-    let stale = backup_health("beta", schedule, Some(&success(last, true)), since, now(deadline + 1)).unwrap();
+    let stale = backup_health(
+        "beta",
+        schedule,
+        Some(&success(last, true)),
+        since,
+        now(deadline + 1),
+    )
+    .unwrap();
     let (kind, reason, message) = stale.condition().unwrap();
     assert_eq!((kind, reason), ("BackupsStale", "NoRecentBackup"));
     assert!(message.contains("snapshot 1a2b3c4d"), "{message}");
     assert!(message.contains("the database is unreachable"), "{message}");
     // A stage that never had a backup is pending until two runs were missed.
-    assert_eq!(backup_health("beta", schedule, None, now(JAN_1), now(JAN_1 + DAY)).unwrap(), BackupHealth::Pending);
+    assert_eq!(
+        backup_health("beta", schedule, None, now(JAN_1), now(JAN_1 + DAY)).unwrap(),
+        BackupHealth::Pending
+    );
     assert!(matches!(
         backup_health("beta", schedule, None, now(JAN_1), now(JAN_1 + 3 * DAY)).unwrap(),
         BackupHealth::Stale { .. }
     ));
     // An hourly schedule is stale after a little over two hours.
     assert!(matches!(
-        backup_health("beta", "0 * * * *", Some(&success(JAN_1, false)), since, now(JAN_1 + 2 * 3600 + 1801)).unwrap(),
+        backup_health(
+            "beta",
+            "0 * * * *",
+            Some(&success(JAN_1, false)),
+            since,
+            now(JAN_1 + 2 * 3600 + 1801)
+        )
+        .unwrap(),
         BackupHealth::Stale { .. }
     ));
 }
@@ -385,8 +540,13 @@ fn a_restore_runs_its_job_holds_synapse_and_reports_progress() {
 
     let (status, action) = plan_restore(Some(&inputs), &stage, Some(&fresh), &[], &[]);
     assert_eq!(status.as_ref().unwrap().phase, RestorePhase::Pending);
-    let RestoreAction::Run(job) = &action else { panic!("expected a Job, got {action:?}") };
-    assert_eq!(job.metadata.name.as_deref(), Some("umessenger-beta-restore-latest"));
+    let RestoreAction::Run(job) = &action else {
+        panic!("expected a Job, got {action:?}")
+    };
+    assert_eq!(
+        job.metadata.name.as_deref(),
+        Some("umessenger-beta-restore-latest")
+    );
     assert!(hold_synapse(&action));
     assert!(!may_mint_keys(&stage));
 
@@ -395,8 +555,18 @@ fn a_restore_runs_its_job_holds_synapse_and_reports_progress() {
     assert_eq!(status.unwrap().phase, RestorePhase::Running);
     assert!(hold_synapse(&action));
 
-    let done = finished_job("umessenger-beta-restore-latest", "r1", RESTORE_COMPONENT, true, JAN_1);
-    let pods = [pod_of("r1", r#"{"result":"success","snapshot":"1a2b3c4d","mediaFiles":3}"#, JAN_1)];
+    let done = finished_job(
+        "umessenger-beta-restore-latest",
+        "r1",
+        RESTORE_COMPONENT,
+        true,
+        JAN_1,
+    );
+    let pods = [pod_of(
+        "r1",
+        r#"{"result":"success","snapshot":"1a2b3c4d","mediaFiles":3}"#,
+        JAN_1,
+    )];
     let (status, action) = plan_restore(Some(&inputs), &stage, Some(&fresh), &[done], &pods);
     let status = status.unwrap();
     assert_eq!(status.phase, RestorePhase::Succeeded);
@@ -438,7 +608,13 @@ fn a_restore_is_refused_on_a_running_stage_and_on_a_database_with_tables() {
         name: "beta".into(),
         ..StageStatus::default()
     };
-    let refused = finished_job("umessenger-beta-restore-1a2b3c4d", "r2", RESTORE_COMPONENT, false, JAN_1);
+    let refused = finished_job(
+        "umessenger-beta-restore-1a2b3c4d",
+        "r2",
+        RESTORE_COMPONENT,
+        false,
+        JAN_1,
+    );
     let pods = [pod_of(
         "r2",
         r#"{"result":"refused","message":"the database synapse is not empty (120 tables)"}"#,
@@ -446,15 +622,31 @@ fn a_restore_is_refused_on_a_running_stage_and_on_a_database_with_tables() {
     )];
     let (status, action) = plan_restore(Some(&inputs), &stage, Some(&fresh), &[refused], &pods);
     assert_eq!(status.unwrap().phase, RestorePhase::Refused);
-    assert!(!hold_synapse(&action), "a refused restore changed nothing, so Synapse runs");
+    assert!(
+        !hold_synapse(&action),
+        "a refused restore changed nothing, so Synapse runs"
+    );
 
-    let failed = finished_job("umessenger-beta-restore-1a2b3c4d", "r3", RESTORE_COMPONENT, false, JAN_1);
-    let pods = [pod_of("r3", r#"{"result":"failure","message":"wrong repository password"}"#, JAN_1)];
+    let failed = finished_job(
+        "umessenger-beta-restore-1a2b3c4d",
+        "r3",
+        RESTORE_COMPONENT,
+        false,
+        JAN_1,
+    );
+    let pods = [pod_of(
+        "r3",
+        r#"{"result":"failure","message":"wrong repository password"}"#,
+        JAN_1,
+    )];
     let (status, action) = plan_restore(Some(&inputs), &stage, Some(&fresh), &[failed], &pods);
     let status = status.unwrap();
     assert_eq!(status.phase, RestorePhase::Failed);
     let message = status.message.unwrap();
-    assert!(message.contains("wrong repository password") && message.contains("delete Job"), "{message}");
+    assert!(
+        message.contains("wrong repository password") && message.contains("delete Job"),
+        "{message}"
+    );
     assert_eq!(action, RestoreAction::Hold);
 
     // No restore declared: nothing to do, the old record stays.
@@ -462,6 +654,9 @@ fn a_restore_is_refused_on_a_running_stage_and_on_a_database_with_tables() {
         name: "beta".into(),
         ..Stage::default()
     };
-    assert_eq!(plan_restore(Some(&inputs), &plain, Some(&fresh), &[], &[]), (None, RestoreAction::None));
+    assert_eq!(
+        plan_restore(Some(&inputs), &plain, Some(&fresh), &[], &[]),
+        (None, RestoreAction::None)
+    );
     assert!(may_mint_keys(&plain));
 }

@@ -222,7 +222,12 @@ pub fn resources(
     namespace: &str,
     secrets: &StageSecrets,
 ) -> DatabaseResources {
-    let placement = placement::pod_placement(spec, stage, placement::Component::Database, &names.selector(COMPONENT));
+    let placement = placement::pod_placement(
+        spec,
+        stage,
+        placement::Component::Database,
+        &names.selector(COMPONENT),
+    );
     match spec.database.engine {
         DatabaseEngine::Managed => DatabaseResources {
             stateful_set: Some(managed_stateful_set(spec, names, namespace, &placement)),
@@ -391,27 +396,27 @@ pub fn managed_stateful_set(
                 }),
                 spec: Some({
                     let mut pod = PodSpec {
-                    containers: vec![container],
-                    security_context: Some(restricted_pod(POSTGRES_UID)),
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    image_pull_secrets: pull_secrets(&spec.images),
-                    // A clean shutdown (checkpoint) avoids crash recovery.
-                    termination_grace_period_seconds: Some(120),
-                    volumes: Some(vec![
-                        Volume {
-                            name: "data".into(),
-                            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                                claim_name: names.database_data(),
-                                ..PersistentVolumeClaimVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                        empty_dir("run", None, Some("16Mi")),
-                        empty_dir("tmp", None, Some("1Gi")),
-                        empty_dir("shm", Some("Memory"), Some("256Mi")),
-                    ]),
-                    ..PodSpec::default()
+                        containers: vec![container],
+                        security_context: Some(restricted_pod(POSTGRES_UID)),
+                        automount_service_account_token: Some(false),
+                        enable_service_links: Some(false),
+                        image_pull_secrets: pull_secrets(&spec.images),
+                        // A clean shutdown (checkpoint) avoids crash recovery.
+                        termination_grace_period_seconds: Some(120),
+                        volumes: Some(vec![
+                            Volume {
+                                name: "data".into(),
+                                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                                    claim_name: names.database_data(),
+                                    ..PersistentVolumeClaimVolumeSource::default()
+                                }),
+                                ..Volume::default()
+                            },
+                            empty_dir("run", None, Some("16Mi")),
+                            empty_dir("tmp", None, Some("1Gi")),
+                            empty_dir("shm", Some("Memory"), Some("256Mi")),
+                        ]),
+                        ..PodSpec::default()
                     };
                     placement.apply_to(&mut pod);
                     pod
@@ -613,7 +618,12 @@ mod tests {
 
     #[test]
     fn managed_postgres_is_utf8_with_c_collation_and_restricted() {
-        let set = managed_stateful_set(&spec(DatabaseEngine::Managed), &names(), "ns", &PodPlacement::default());
+        let set = managed_stateful_set(
+            &spec(DatabaseEngine::Managed),
+            &names(),
+            "ns",
+            &PodPlacement::default(),
+        );
         let pod = set.spec.unwrap().template.spec.unwrap();
         let container = &pod.containers[0];
         let env: BTreeMap<_, _> = container
@@ -667,7 +677,13 @@ mod tests {
     #[test]
     fn each_engine_builds_its_own_objects() {
         let secrets = StageSecrets::generate();
-        let managed = resources(&spec(DatabaseEngine::Managed), &stage(), &names(), "ns", &secrets);
+        let managed = resources(
+            &spec(DatabaseEngine::Managed),
+            &stage(),
+            &names(),
+            "ns",
+            &secrets,
+        );
         assert!(
             managed.stateful_set.is_some() && managed.claim.is_some() && managed.service.is_some()
         );
@@ -697,7 +713,13 @@ mod tests {
             credentials.data.unwrap()["password"].0,
             secrets.database_password.as_bytes()
         );
-        let external = resources(&spec(DatabaseEngine::External), &stage(), &names(), "ns", &secrets);
+        let external = resources(
+            &spec(DatabaseEngine::External),
+            &stage(),
+            &names(),
+            "ns",
+            &secrets,
+        );
         assert!(
             external.stateful_set.is_none()
                 && external.cluster.is_none()
@@ -772,8 +794,12 @@ mod tests {
 
     #[test]
     fn cloudnative_pg_readiness_follows_the_ready_condition() {
-        let mut cluster =
-            cloudnative_pg_cluster(&spec(DatabaseEngine::CloudnativePg), &names(), "ns", &PodPlacement::default());
+        let mut cluster = cloudnative_pg_cluster(
+            &spec(DatabaseEngine::CloudnativePg),
+            &names(),
+            "ns",
+            &PodPlacement::default(),
+        );
         assert!(cloudnative_pg_readiness(None).is_err());
         assert!(
             cloudnative_pg_readiness(Some(&cluster))

@@ -219,7 +219,11 @@ impl StageResources {
         children.extend(database_claim.map(|c| Child::new(c, Ownership::Retained)));
         children.extend(database_credentials.map(|s| Child::new(s, Ownership::Retained)));
         children.extend(database_cluster.map(|c| {
-            Child::dynamic(database::cloudnative_pg_cluster_resource(), c, Ownership::Retained)
+            Child::dynamic(
+                database::cloudnative_pg_cluster_resource(),
+                c,
+                Ownership::Retained,
+            )
         }));
         children.extend(database_service.map(|s| Child::new(s, Ownership::Owned)));
         children.extend(database_set.map(|s| Child::new(s, Ownership::Owned)));
@@ -320,23 +324,25 @@ pub fn build_stage(
             one_at_a_time,
         ));
     }
+    let mut synapse_set = synapse::stateful_set(&synapse::SynapseInputs {
+        names: &names,
+        namespace,
+        spec,
+        version: inputs.release.synapse.as_str(),
+        config_hash: &hash,
+        federation,
+        placement: placement::pod_placement(
+            spec,
+            stage,
+            placement::Component::Synapse,
+            &names.selector(synapse::COMPONENT),
+        ),
+    });
+    synapse::mount_oidc_secrets(&mut synapse_set, &homeserver::oidc_secret_mounts(spec));
     Ok(StageResources {
         homeserver_config: synapse::config_map(&names, namespace, &files),
         homeserver_secret: synapse::config_secret(&names, namespace, &files),
-        synapse: synapse::stateful_set(&synapse::SynapseInputs {
-            names: &names,
-            namespace,
-            spec,
-            version: inputs.release.synapse.as_str(),
-            config_hash: &hash,
-            federation,
-            placement: placement::pod_placement(
-                spec,
-                stage,
-                placement::Component::Synapse,
-                &names.selector(synapse::COMPONENT),
-            ),
-        }),
+        synapse: synapse_set,
         synapse_service: synapse::service(&names, namespace, federation),
         media: synapse::media_claim(&names, namespace, spec),
         element_service: element_web
@@ -357,14 +363,10 @@ pub fn build_stage(
     })
 }
 
-/// Whether a stage federates with other homeservers.
-pub fn federation_enabled(instance: &MessengerInstance, _stage: &Stage) -> bool {
-    instance
-        .spec
-        .homeserver
-        .federation
-        .as_ref()
-        .is_some_and(|federation| federation.mode != crate::api::FederationMode::Closed)
+/// Whether a stage federates with other homeservers (and so gets the
+/// federation listener, port and network paths).
+pub fn federation_enabled(instance: &MessengerInstance, stage: &Stage) -> bool {
+    homeserver::federation_listener(&instance.spec, stage)
 }
 
 /// The release a stage's spec asks for: its own pin where set, else the train.

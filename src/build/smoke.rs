@@ -18,7 +18,10 @@ use super::backup::release_suffix;
 use super::homeserver::CLIENT_PORT;
 use super::keys::REGISTRATION_SHARED_SECRET;
 use super::names::{SMOKE_TEST_COMPONENT, StageNames};
-use super::pod::{SYNAPSE_REPOSITORY, image, pull_policy, pull_secrets, restricted_container, restricted_pod, stage_meta};
+use super::pod::{
+    SYNAPSE_REPOSITORY, image, pull_policy, pull_secrets, restricted_container, restricted_pod,
+    stage_meta,
+};
 use super::synapse::SYNAPSE_UID;
 
 /// The script, as in the repository.
@@ -29,8 +32,16 @@ const SCRIPT_DIR: &str = "/scripts";
 /// The ConfigMap with the smoke-test script.
 pub fn script_config_map(names: &StageNames, namespace: &str) -> ConfigMap {
     ConfigMap {
-        metadata: stage_meta(names, namespace, names.smoke_test_script(), SMOKE_TEST_COMPONENT),
-        data: Some(BTreeMap::from([(SCRIPT_FILE.to_owned(), SMOKE_TEST_SCRIPT.to_owned())])),
+        metadata: stage_meta(
+            names,
+            namespace,
+            names.smoke_test_script(),
+            SMOKE_TEST_COMPONENT,
+        ),
+        data: Some(BTreeMap::from([(
+            SCRIPT_FILE.to_owned(),
+            SMOKE_TEST_SCRIPT.to_owned(),
+        )])),
         ..ConfigMap::default()
     }
 }
@@ -38,7 +49,13 @@ pub fn script_config_map(names: &StageNames, namespace: &str) -> ConfigMap {
 /// The smoke-test Job of `release`, named after it so a restarted operator
 /// finds it instead of running a second one. It does not retry: a failed
 /// smoke test is an answer, not a glitch.
-pub fn job(spec: &MessengerInstanceSpec, names: &StageNames, namespace: &str, release: &Release, encrypted: bool) -> Job {
+pub fn job(
+    spec: &MessengerInstanceSpec,
+    names: &StageNames,
+    namespace: &str,
+    release: &Release,
+    encrypted: bool,
+) -> Job {
     let env = vec![
         EnvVar {
             name: "SYNAPSE_URL".into(),
@@ -72,7 +89,10 @@ pub fn job(spec: &MessengerInstanceSpec, names: &StageNames, namespace: &str, re
             Some(release.synapse.as_str()),
         )),
         image_pull_policy: pull_policy(&spec.images),
-        command: Some(vec!["python3".into(), format!("{SCRIPT_DIR}/{SCRIPT_FILE}")]),
+        command: Some(vec![
+            "python3".into(),
+            format!("{SCRIPT_DIR}/{SCRIPT_FILE}"),
+        ]),
         env: Some(env),
         security_context: Some(restricted_container()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
@@ -81,7 +101,10 @@ pub fn job(spec: &MessengerInstanceSpec, names: &StageNames, namespace: &str, re
                 ("cpu".to_owned(), Quantity("50m".into())),
                 ("memory".to_owned(), Quantity("64Mi".into())),
             ])),
-            limits: Some(BTreeMap::from([("memory".to_owned(), Quantity("256Mi".into()))])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_owned(),
+                Quantity("256Mi".into()),
+            )])),
             ..ResourceRequirements::default()
         }),
         volume_mounts: Some(vec![VolumeMount {

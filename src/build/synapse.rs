@@ -331,3 +331,41 @@ pub fn secret_volume(name: &str, secret: String, items: Option<Vec<KeyToPath>>) 
         ..Volume::default()
     }
 }
+
+/// Mounts each OIDC provider's client secret where `homeserver.yaml`'s
+/// `client_secret_path` expects it: `(Secret, key, file path)` from
+/// `homeserver::oidc_secret_mounts`. Synapse reads the files at start, so a
+/// secret never passes through the operator.
+pub fn mount_oidc_secrets(set: &mut StatefulSet, mounts: &[(String, String, String)]) {
+    let Some(pod) = set
+        .spec
+        .as_mut()
+        .and_then(|spec| spec.template.spec.as_mut())
+    else {
+        return;
+    };
+    for (index, (secret, key, path)) in mounts.iter().enumerate() {
+        let (dir, file) = path.rsplit_once('/').unwrap_or(("/secrets/oidc", path));
+        let name = format!("oidc-{index}");
+        pod.volumes.get_or_insert_with(Vec::new).push(secret_volume(
+            &name,
+            secret.clone(),
+            Some(vec![KeyToPath {
+                key: key.clone(),
+                path: file.to_owned(),
+                ..KeyToPath::default()
+            }]),
+        ));
+        if let Some(container) = pod.containers.first_mut() {
+            container
+                .volume_mounts
+                .get_or_insert_with(Vec::new)
+                .push(VolumeMount {
+                    name,
+                    mount_path: dir.to_owned(),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                });
+        }
+    }
+}

@@ -13,7 +13,10 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::values::parse_duration_millis;
-use crate::api::{Promotion, Release, ReleaseStatus, RolloutRecord, RolloutStatus, RolloutStep, StagePhase, StageStatus};
+use crate::api::{
+    Promotion, Release, ReleaseStatus, RolloutRecord, RolloutStatus, RolloutStep, StagePhase,
+    StageStatus,
+};
 
 use super::schema;
 use super::windows::{WindowState, human, window_state};
@@ -89,7 +92,10 @@ fn to_status(release: &Release) -> ReleaseStatus {
 
 fn from_status(status: &ReleaseStatus, fallback: &Release) -> Release {
     Release {
-        synapse: status.synapse.as_deref().map_or_else(|| fallback.synapse.clone(), Into::into),
+        synapse: status
+            .synapse
+            .as_deref()
+            .map_or_else(|| fallback.synapse.clone(), Into::into),
         element_web: status
             .element_web
             .as_deref()
@@ -104,15 +110,25 @@ fn time(at: Timestamp) -> Time {
 /// Decides the stage's next step.
 pub fn decide(facts: &Facts<'_>) -> Decision {
     let previous = facts.previous.cloned().unwrap_or_default();
-    let Some(running) = previous.release.as_ref().map(|r| from_status(r, &facts.desired)) else {
+    let Some(running) = previous
+        .release
+        .as_ref()
+        .map(|r| from_status(r, &facts.desired))
+    else {
         return provision(facts, previous);
     };
-    let rollout = previous.rollout.clone().filter(|r| from_status(&r.target, &facts.desired) == facts.desired);
+    let rollout = previous
+        .rollout
+        .clone()
+        .filter(|r| from_status(&r.target, &facts.desired) == facts.desired);
     // A rollout towards another release than the spec now wants is abandoned
     // only while nothing of it ran; once deployed, the database may have
     // migrated, so the release it deployed counts as the running one.
     let running = match &previous.rollout {
-        Some(other) if rollout.is_none() && matches!(other.step, RolloutStep::Deploy | RolloutStep::Verify) => {
+        Some(other)
+            if rollout.is_none()
+                && matches!(other.step, RolloutStep::Deploy | RolloutStep::Verify) =>
+        {
             from_status(&other.target, &facts.desired)
         }
         _ => running,
@@ -121,7 +137,11 @@ pub fn decide(facts: &Facts<'_>) -> Decision {
         return steady(facts, previous, running);
     }
     let target = facts.desired.clone();
-    if previous.failed_target.as_ref().map(|t| from_status(t, &target)) == Some(target.clone())
+    if previous
+        .failed_target
+        .as_ref()
+        .map(|t| from_status(t, &target))
+        == Some(target.clone())
         && facts.smoke_job != JobState::Absent
     {
         return hold(
@@ -137,7 +157,10 @@ pub fn decide(facts: &Facts<'_>) -> Decision {
     }
     let step = rollout.as_ref().map_or(RolloutStep::Gates, |r| r.step);
     if facts.paused && step == RolloutStep::Gates {
-        let message = format!("paused; {} is wanted, {} keeps running", target.synapse, running.synapse);
+        let message = format!(
+            "paused; {} is wanted, {} keeps running",
+            target.synapse, running.synapse
+        );
         return hold(facts, previous, running, StagePhase::Waiting, message);
     }
     match step {
@@ -176,7 +199,10 @@ fn provision(facts: &Facts<'_>, mut status: StageStatus) -> Decision {
             status.message = Some(format!(
                 "waiting for Synapse {}: {}",
                 desired.synapse,
-                readiness.clone().err().unwrap_or_else(|| "its pods to run the release".into())
+                readiness
+                    .clone()
+                    .err()
+                    .unwrap_or_else(|| "its pods to run the release".into())
             ));
         }
     }
@@ -208,7 +234,10 @@ fn steady(facts: &Facts<'_>, mut status: StageStatus, running: Release) -> Decis
                 StagePhase::Provisioning
             };
             status.ready_since = None;
-            status.message = Some(format!("Synapse {} is not ready: {waiting}", running.synapse));
+            status.message = Some(format!(
+                "Synapse {} is not ready: {waiting}",
+                running.synapse
+            ));
         }
     }
     Decision {
@@ -220,7 +249,13 @@ fn steady(facts: &Facts<'_>, mut status: StageStatus, running: Release) -> Decis
 }
 
 /// Keeps the running release with a phase and message.
-fn hold(facts: &Facts<'_>, mut status: StageStatus, running: Release, phase: StagePhase, message: String) -> Decision {
+fn hold(
+    facts: &Facts<'_>,
+    mut status: StageStatus,
+    running: Release,
+    phase: StagePhase,
+    message: String,
+) -> Decision {
     let _ = facts;
     status.phase = phase;
     status.message = Some(message);
@@ -255,7 +290,12 @@ fn merged_compat(status: &StageStatus, release: &Release) -> Option<u32> {
     }
 }
 
-fn gates(facts: &Facts<'_>, mut status: StageStatus, running: Release, target: Release) -> Decision {
+fn gates(
+    facts: &Facts<'_>,
+    mut status: StageStatus,
+    running: Release,
+    target: Release,
+) -> Decision {
     if let Some(refused) = schema_refusal(&status, &target) {
         return hold(facts, status, running, StagePhase::Blocked, refused);
     }
@@ -266,7 +306,15 @@ fn gates(facts: &Facts<'_>, mut status: StageStatus, running: Release, target: R
     }
     if let Some(promotion) = facts.promotion {
         match window_state(&promotion.windows, facts.now) {
-            Err(error) => return hold(facts, status, running, StagePhase::Blocked, error.to_string()),
+            Err(error) => {
+                return hold(
+                    facts,
+                    status,
+                    running,
+                    StagePhase::Blocked,
+                    error.to_string(),
+                );
+            }
             Ok(WindowState::Closed { opens, described }) => {
                 let wait = human(facts.now.duration_until(opens));
                 let message = format!(
@@ -285,26 +333,48 @@ fn gates(facts: &Facts<'_>, mut status: StageStatus, running: Release, target: R
             step: RolloutStep::Backup,
             started,
         });
-        backup(facts, status.clone(), running, target, status.rollout.clone())
+        backup(
+            facts,
+            status.clone(),
+            running,
+            target,
+            status.rollout.clone(),
+        )
     } else {
         status.rollout = Some(RolloutStatus {
             target: to_status(&target),
             step: RolloutStep::Deploy,
             started,
         });
-        deploy(facts, status.clone(), running, target, status.rollout.clone())
+        deploy(
+            facts,
+            status.clone(),
+            running,
+            target,
+            status.rollout.clone(),
+        )
     }
 }
 
 /// Waits until the promotion source has run `target` Ready for the soak time.
-pub fn soak_gate(promotion: &Promotion, source: &Source<'_>, target: &Release, now: Timestamp) -> Option<String> {
+pub fn soak_gate(
+    promotion: &Promotion,
+    source: &Source<'_>,
+    target: &Release,
+    now: Timestamp,
+) -> Option<String> {
     let soak = promotion
         .soak
         .as_ref()
         .and_then(|soak| parse_duration_millis(soak.as_str()))
-        .map_or(SignedDuration::ZERO, |ms| SignedDuration::from_millis(ms as i64));
+        .map_or(SignedDuration::ZERO, |ms| {
+            SignedDuration::from_millis(ms as i64)
+        });
     let Some(status) = source.status else {
-        return Some(format!("{} has no status yet; it must run {} first", source.name, target.synapse));
+        return Some(format!(
+            "{} has no status yet; it must run {} first",
+            source.name, target.synapse
+        ));
     };
     let source_release = status.release.as_ref().and_then(|r| r.synapse.as_deref());
     if source_release != Some(target.synapse.as_str()) || status.phase != StagePhase::Ready {
@@ -325,7 +395,10 @@ pub fn soak_gate(promotion: &Promotion, source: &Source<'_>, target: &Release, n
             target.synapse,
             human(ran),
             human(soak),
-            since.checked_add(soak).unwrap_or(now).strftime("%Y-%m-%d %H:%M UTC")
+            since
+                .checked_add(soak)
+                .unwrap_or(now)
+                .strftime("%Y-%m-%d %H:%M UTC")
         )
     })
 }
@@ -362,7 +435,10 @@ fn backup(
         }
         JobState::Absent | JobState::Running => {
             status.phase = StagePhase::BackingUp;
-            status.message = Some(format!("taking the pre-upgrade backup before {}", target.synapse));
+            status.message = Some(format!(
+                "taking the pre-upgrade backup before {}",
+                target.synapse
+            ));
             Decision {
                 deploy: running,
                 start_backup: (facts.backup_job == JobState::Absent).then(|| target.clone()),
@@ -397,7 +473,10 @@ fn deploy(
         (Err(waiting), true) => waiting.clone(),
         _ => format!("its pods to move from {}", running.synapse),
     };
-    status.message = Some(format!("rolling out {}: waiting for {waiting}", target.synapse));
+    status.message = Some(format!(
+        "rolling out {}: waiting for {waiting}",
+        target.synapse
+    ));
     Decision {
         deploy: target,
         status,
@@ -418,14 +497,25 @@ fn verify(
     let started = status.rollout.as_ref().and_then(|r| r.started.clone());
     match &facts.smoke_job {
         JobState::Succeeded => {
-            record(&mut status, &running, &target, started, facts.now, "Succeeded", None);
+            record(
+                &mut status,
+                &running,
+                &target,
+                started,
+                facts.now,
+                "Succeeded",
+                None,
+            );
             status.phase = StagePhase::Ready;
             status.release = Some(to_status(&target));
             status.ready_since = Some(time(facts.now));
             status.target = None;
             status.rollout = None;
             status.failed_target = None;
-            status.message = Some(format!("Synapse {} is ready and passed its smoke test", target.synapse));
+            status.message = Some(format!(
+                "Synapse {} is ready and passed its smoke test",
+                target.synapse
+            ));
             Decision {
                 deploy: target,
                 status,
@@ -435,13 +525,22 @@ fn verify(
         }
         JobState::Failed(why) => {
             let compat = status.schema_compat_version.unwrap_or_default();
-            let rollback_allowed = schema::versions(running.synapse.as_str()).is_some_and(|(known, _)| known >= compat);
+            let rollback_allowed = schema::versions(running.synapse.as_str())
+                .is_some_and(|(known, _)| known >= compat);
             if rollback_allowed {
                 let message = format!(
                     "the smoke test of {} failed ({why}); rolled back to {}, which this database still supports",
                     target.synapse, running.synapse
                 );
-                record(&mut status, &running, &target, started, facts.now, "RolledBack", Some(message.clone()));
+                record(
+                    &mut status,
+                    &running,
+                    &target,
+                    started,
+                    facts.now,
+                    "RolledBack",
+                    Some(message.clone()),
+                );
                 status.phase = StagePhase::Failed;
                 status.rollout = None;
                 status.failed_target = Some(to_status(&target));
@@ -535,7 +634,11 @@ mod tests {
     fn workload(synapse: &str, is_ready: bool) -> Workload {
         Workload {
             release: Some(synapse.into()),
-            readiness: if is_ready { Ok(()) } else { Err("0/1 pods ready".into()) },
+            readiness: if is_ready {
+                Ok(())
+            } else {
+                Err("0/1 pods ready".into())
+            },
         }
     }
 
@@ -590,13 +693,18 @@ mod tests {
         let promotion = tuesday_window();
         let mut f = facts(Some(&production), NEW, "2026-11-24T20:00:00Z");
         f.promotion = Some(&promotion);
-        f.source = Some(Source { name: "beta", status: Some(&beta) });
+        f.source = Some(Source {
+            name: "beta",
+            status: Some(&beta),
+        });
         let decision = decide(&f);
         assert_eq!(decision.deploy, release(OLD));
         assert_eq!(decision.status.phase, StagePhase::Waiting);
         assert_eq!(
             decision.status.message.as_deref(),
-            Some("beta has run v1.163.2 Ready for 4d20h of 7d; ready to roll out at 2026-11-27 00:00 UTC")
+            Some(
+                "beta has run v1.163.2 Ready for 4d20h of 7d; ready to roll out at 2026-11-27 00:00 UTC"
+            )
         );
         // Soaked, but Friday is outside the Tuesday window.
         f.now = at("2026-11-27T12:00:00Z");
@@ -624,7 +732,10 @@ mod tests {
         };
         let mut f = facts(Some(&production), NEW, "2026-11-24T20:00:00Z");
         f.promotion = Some(&promotion);
-        f.source = Some(Source { name: "beta", status: Some(&beta) });
+        f.source = Some(Source {
+            name: "beta",
+            status: Some(&beta),
+        });
         let decision = decide(&f);
         assert_eq!(decision.status.phase, StagePhase::Waiting);
         assert_eq!(
@@ -645,23 +756,65 @@ mod tests {
             f.workload = workload;
             decide(&f)
         };
-        let d = step(&status, JobState::Absent, JobState::Absent, workload(OLD, true));
-        assert_eq!((d.status.phase, d.start_backup.clone()), (StagePhase::BackingUp, Some(release(NEW))));
+        let d = step(
+            &status,
+            JobState::Absent,
+            JobState::Absent,
+            workload(OLD, true),
+        );
+        assert_eq!(
+            (d.status.phase, d.start_backup.clone()),
+            (StagePhase::BackingUp, Some(release(NEW)))
+        );
         status = d.status;
         // A restart while the backup runs starts nothing again.
-        let d = step(&status, JobState::Running, JobState::Absent, workload(OLD, true));
-        assert_eq!((d.status.phase, d.start_backup.clone()), (StagePhase::BackingUp, None));
+        let d = step(
+            &status,
+            JobState::Running,
+            JobState::Absent,
+            workload(OLD, true),
+        );
+        assert_eq!(
+            (d.status.phase, d.start_backup.clone()),
+            (StagePhase::BackingUp, None)
+        );
         status = d.status;
-        let d = step(&status, JobState::Succeeded, JobState::Absent, workload(OLD, true));
-        assert_eq!((d.status.phase, d.deploy.clone()), (StagePhase::Upgrading, release(NEW)));
+        let d = step(
+            &status,
+            JobState::Succeeded,
+            JobState::Absent,
+            workload(OLD, true),
+        );
+        assert_eq!(
+            (d.status.phase, d.deploy.clone()),
+            (StagePhase::Upgrading, release(NEW))
+        );
         status = d.status;
-        let d = step(&status, JobState::Succeeded, JobState::Absent, workload(NEW, false));
+        let d = step(
+            &status,
+            JobState::Succeeded,
+            JobState::Absent,
+            workload(NEW, false),
+        );
         assert_eq!(d.status.phase, StagePhase::Upgrading);
         status = d.status;
-        let d = step(&status, JobState::Succeeded, JobState::Absent, workload(NEW, true));
-        assert_eq!((d.status.phase, d.start_smoke_test.clone()), (StagePhase::Verifying, Some(release(NEW))));
+        let d = step(
+            &status,
+            JobState::Succeeded,
+            JobState::Absent,
+            workload(NEW, true),
+        );
+        assert_eq!(
+            (d.status.phase, d.start_smoke_test.clone()),
+            (StagePhase::Verifying, Some(release(NEW)))
+        );
         status = d.status;
-        let d = step(&status, JobState::Succeeded, JobState::Succeeded, workload(NEW, true));
+        let d = step(
+            &status,
+            JobState::Succeeded,
+            JobState::Succeeded,
+            workload(NEW, true),
+        );
         assert_eq!(d.status.phase, StagePhase::Ready);
         assert_eq!(d.status.release, Some(to_status(&release(NEW))));
         assert_eq!(d.status.rollout, None);
@@ -669,8 +822,16 @@ mod tests {
         assert_eq!(d.status.history[0].result, "Succeeded");
         assert_eq!(d.status.history[0].from.as_deref(), Some(OLD));
         // And then it is steady.
-        let d = step(&d.status, JobState::Succeeded, JobState::Succeeded, workload(NEW, true));
-        assert_eq!((d.status.phase, d.start_smoke_test), (StagePhase::Ready, None));
+        let d = step(
+            &d.status,
+            JobState::Succeeded,
+            JobState::Succeeded,
+            workload(NEW, true),
+        );
+        assert_eq!(
+            (d.status.phase, d.start_smoke_test),
+            (StagePhase::Ready, None)
+        );
     }
 
     #[test]
@@ -693,8 +854,16 @@ mod tests {
         let mut f = facts(Some(&status), NEW, "2026-11-27T00:01:00Z");
         f.smoke_job = JobState::Failed("could not read the message back".into());
         let d = decide(&f);
-        assert_eq!((d.status.phase, d.deploy.clone(), d.start_backup), (StagePhase::Failed, release(OLD), None));
-        assert!(d.status.message.unwrap().contains("delete the failed smoke-test Job to retry"));
+        assert_eq!(
+            (d.status.phase, d.deploy.clone(), d.start_backup),
+            (StagePhase::Failed, release(OLD), None)
+        );
+        assert!(
+            d.status
+                .message
+                .unwrap()
+                .contains("delete the failed smoke-test Job to retry")
+        );
     }
 
     #[test]
@@ -712,7 +881,12 @@ mod tests {
         let d = decide(&f);
         assert_eq!(d.status.phase, StagePhase::Blocked);
         assert_eq!(d.deploy, release(NEW));
-        assert!(d.status.message.unwrap().contains("restore the stage from the pre-upgrade backup"));
+        assert!(
+            d.status
+                .message
+                .unwrap()
+                .contains("restore the stage from the pre-upgrade backup")
+        );
     }
 
     #[test]
@@ -722,7 +896,10 @@ mod tests {
         assert_eq!(d.status.phase, StagePhase::Blocked);
         assert_eq!(d.deploy, release(NEW));
         let message = d.status.message.unwrap();
-        assert!(message.contains("v1.98.0 cannot run on this database"), "{message}");
+        assert!(
+            message.contains("v1.98.0 cannot run on this database"),
+            "{message}"
+        );
         assert!(message.contains("v1.100.0 or newer"), "{message}");
         // A downgrade the schema allows proceeds.
         let d = decide(&facts(Some(&status), "v1.150.0", "2026-11-27T00:00:00Z"));
@@ -735,7 +912,10 @@ mod tests {
         let mut f = facts(Some(&status), NEW, "2026-11-27T00:00:00Z");
         f.paused = true;
         let d = decide(&f);
-        assert_eq!((d.status.phase, d.deploy.clone()), (StagePhase::Waiting, release(OLD)));
+        assert_eq!(
+            (d.status.phase, d.deploy.clone()),
+            (StagePhase::Waiting, release(OLD))
+        );
         let mut backing_up = status.clone();
         backing_up.rollout = Some(RolloutStatus {
             target: to_status(&release(NEW)),
@@ -745,8 +925,16 @@ mod tests {
         let mut f = facts(Some(&backing_up), NEW, "2026-11-27T00:00:00Z");
         f.backup_job = JobState::Failed("repository password is wrong".into());
         let d = decide(&f);
-        assert_eq!((d.status.phase, d.deploy), (StagePhase::Blocked, release(OLD)));
-        assert!(d.status.message.unwrap().contains("repository password is wrong"));
+        assert_eq!(
+            (d.status.phase, d.deploy),
+            (StagePhase::Blocked, release(OLD))
+        );
+        assert!(
+            d.status
+                .message
+                .unwrap()
+                .contains("repository password is wrong")
+        );
     }
 
     #[test]
@@ -755,6 +943,9 @@ mod tests {
         let mut f = facts(Some(&status), NEW, "2026-11-27T00:00:00Z");
         f.backups = false;
         let d = decide(&f);
-        assert_eq!((d.status.phase, d.deploy, d.start_backup), (StagePhase::Upgrading, release(NEW), None));
+        assert_eq!(
+            (d.status.phase, d.deploy, d.start_backup),
+            (StagePhase::Upgrading, release(NEW), None)
+        );
     }
 }

@@ -72,8 +72,15 @@ mod tests {
     #[test]
     fn the_table_is_ordered_and_consistent() {
         for pair in SYNAPSE_SCHEMAS.windows(2) {
-            assert!(pair[0].1 <= pair[1].1, "{pair:?}: schema versions only grow");
+            assert!(
+                pair[0].1 <= pair[1].1,
+                "{pair:?}: schema versions only grow"
+            );
         }
-        assert!(SYNAPSE_SCHEMAS.iter().all(|(_, schema, compat)| compat <= schema));
+        assert!(
+            SYNAPSE_SCHEMAS
+                .iter()
+                .all(|(_, schema, compat)| compat <= schema)
+        );
     }
 }

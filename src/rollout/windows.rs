@@ -12,7 +12,9 @@ use crate::api::{Weekday, Window};
 /// A window that cannot be evaluated; the message names the field.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum WindowError {
-    #[error("promotion.windows[{index}].timeZone: {zone:?} is not an IANA time zone such as Europe/Berlin")]
+    #[error(
+        "promotion.windows[{index}].timeZone: {zone:?} is not an IANA time zone such as Europe/Berlin"
+    )]
     TimeZone { index: usize, zone: String },
     #[error("promotion.windows[{index}].start: {start:?} is not a time HH:MM")]
     Start { index: usize, start: String },
@@ -60,10 +62,11 @@ fn parse(index: usize, window: &Window) -> Result<Parsed, WindowError> {
         0,
     )
     .map_err(|_| start_error())?;
-    let millis = parse_duration_millis(window.duration.as_str()).ok_or_else(|| WindowError::Duration {
-        index,
-        duration: window.duration.to_string(),
-    })?;
+    let millis =
+        parse_duration_millis(window.duration.as_str()).ok_or_else(|| WindowError::Duration {
+            index,
+            duration: window.duration.to_string(),
+        })?;
     Ok(Parsed {
         zone,
         zone_name: window.time_zone.clone(),
@@ -107,7 +110,11 @@ impl Parsed {
     /// The window opening on `date`, as instants. A start inside a
     /// daylight-saving gap moves forward, as clocks do.
     fn span_on(&self, date: Date) -> Option<(Timestamp, Timestamp)> {
-        let start = date.to_datetime(self.start).to_zoned(self.zone.clone()).ok()?.timestamp();
+        let start = date
+            .to_datetime(self.start)
+            .to_zoned(self.zone.clone())
+            .ok()?
+            .timestamp();
         Some((start, start.checked_add(self.length).ok()?))
     }
 }
@@ -129,11 +136,15 @@ pub fn window_state(windows: &[Window], now: Timestamp) -> Result<WindowState, W
         let today = now.to_zoned(window.zone.clone()).date();
         // A window that opened yesterday may still be open (e.g. 23:00 + 3h).
         for offset in -1..=HORIZON_DAYS {
-            let Ok(date) = today.checked_add(offset.days()) else { break };
+            let Ok(date) = today.checked_add(offset.days()) else {
+                break;
+            };
             if !window.opens_on(date) {
                 continue;
             }
-            let Some((opens, closes)) = window.span_on(date) else { continue };
+            let Some((opens, closes)) = window.span_on(date) else {
+                continue;
+            };
             if opens <= now && now < closes {
                 return Ok(WindowState::Open { closes });
             }
@@ -166,7 +177,11 @@ pub fn window_state(windows: &[Window], now: Timestamp) -> Result<WindowState, W
 /// A duration for people: `4d20h`, `3h`, `5m`, `45s`.
 pub fn human(duration: SignedDuration) -> String {
     let seconds = duration.as_secs().max(0);
-    let (days, hours, minutes) = (seconds / 86_400, seconds % 86_400 / 3_600, seconds % 3_600 / 60);
+    let (days, hours, minutes) = (
+        seconds / 86_400,
+        seconds % 86_400 / 3_600,
+        seconds % 3_600 / 60,
+    );
     match (days, hours, minutes) {
         (0, 0, 0) => format!("{seconds}s"),
         (0, 0, m) => format!("{m}m"),
@@ -203,7 +218,9 @@ mod tests {
         // 2026-11-24 is a Tuesday; Berlin is UTC+1 in November.
         assert_eq!(
             window_state(&tuesday_night, at("2026-11-24T01:30:00Z")).unwrap(),
-            WindowState::Open { closes: at("2026-11-24T04:00:00Z") }
+            WindowState::Open {
+                closes: at("2026-11-24T04:00:00Z")
+            }
         );
         assert_eq!(
             window_state(&tuesday_night, at("2026-11-24T04:00:00Z")).unwrap(),
@@ -227,7 +244,9 @@ mod tests {
         // Summer: UTC+2.
         assert_eq!(
             window_state(&nightly, at("2026-07-01T00:45:00Z")).unwrap(),
-            WindowState::Open { closes: at("2026-07-01T01:30:00Z") }
+            WindowState::Open {
+                closes: at("2026-07-01T01:30:00Z")
+            }
         );
         // Winter: UTC+1, so 00:45 UTC is before the window.
         assert!(matches!(
@@ -253,7 +272,9 @@ mod tests {
         // 2026-11-29 is a Sunday.
         assert_eq!(
             window_state(&late, at("2026-11-29T01:00:00Z")).unwrap(),
-            WindowState::Open { closes: at("2026-11-29T02:00:00Z") }
+            WindowState::Open {
+                closes: at("2026-11-29T02:00:00Z")
+            }
         );
     }
 
@@ -274,17 +295,25 @@ mod tests {
 
     #[test]
     fn no_windows_is_always_open_and_bad_zones_are_named() {
-        assert!(matches!(window_state(&[], at("2026-01-01T00:00:00Z")).unwrap(), WindowState::Open { .. }));
+        assert!(matches!(
+            window_state(&[], at("2026-01-01T00:00:00Z")).unwrap(),
+            WindowState::Open { .. }
+        ));
         let bad = [window(&[], "02:00", "1h", "Europe/Atlantis")];
         assert_eq!(
-            window_state(&bad, at("2026-01-01T00:00:00Z")).unwrap_err().to_string(),
+            window_state(&bad, at("2026-01-01T00:00:00Z"))
+                .unwrap_err()
+                .to_string(),
             "promotion.windows[0].timeZone: \"Europe/Atlantis\" is not an IANA time zone such as Europe/Berlin"
         );
     }
 
     #[test]
     fn human_durations() {
-        assert_eq!(human(SignedDuration::from_secs(4 * 86_400 + 20 * 3_600 + 59)), "4d20h");
+        assert_eq!(
+            human(SignedDuration::from_secs(4 * 86_400 + 20 * 3_600 + 59)),
+            "4d20h"
+        );
         assert_eq!(human(SignedDuration::from_secs(3 * 3_600 + 5 * 60)), "3h");
         assert_eq!(human(SignedDuration::from_secs(5 * 60)), "5m");
         assert_eq!(human(SignedDuration::from_secs(45)), "45s");

@@ -306,25 +306,3 @@ fn milliseconds_become_numbers_for_synapse() {
     assert_eq!(synapse_duration(&Duration::from("1500ms")), json!(1500));
     assert_eq!(synapse_duration(&Duration::from("90d")), json!("90d"));
 }
-
-/// Not a check but a measurement: the time to render one stage's files.
-/// `cargo test --release --lib render_benchmark -- --ignored --nocapture`
-#[test]
-#[ignore = "benchmark; run explicitly"]
-fn render_benchmark() {
-    let s = spec(
-        "{encryption: {enforce: true}, retention: {defaultMaxLifetime: 180d}, sessionLifetime: 90d, federation: {mode: allowlist, allowlist: [a.example.org]}, settings: {max_upload_size: 100M, push: {jitter_delay: 10s}}}",
-        "{retention: {defaultMaxLifetime: 30d}}",
-    );
-    let secrets = StageSecrets::placeholders();
-    let database = connection();
-    let rounds = 2_000u32;
-    let started = std::time::Instant::now();
-    for _ in 0..rounds {
-        std::hint::black_box(homeserver_files(&s, &s.stages[0], &database, &secrets).unwrap());
-    }
-    println!(
-        "homeserver_files: {:?} per stage",
-        started.elapsed() / rounds
-    );
-}

@@ -1,0 +1,65 @@
+//! How long building the desired objects takes (no cluster): a two-stage
+//! instance's children, and one stage's homeserver configuration.
+//!
+//!     cargo bench --bench build
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use caduceus::api::MessengerInstance;
+use caduceus::build::{
+    self, StageInputs, database, homeserver, keys::StageSecrets, names::StageNames,
+};
+
+fn measure(what: &str, iterations: u32, mut run: impl FnMut()) {
+    for _ in 0..iterations / 10 {
+        run();
+    }
+    let started = Instant::now();
+    for _ in 0..iterations {
+        run();
+    }
+    let each = started.elapsed() / iterations;
+    println!(
+        "{what}: {:.1} µs per run ({iterations} runs)",
+        each.as_secs_f64() * 1e6
+    );
+}
+
+fn main() {
+    let text =
+        std::fs::read_to_string("examples/umessenger.yaml").expect("run from the repository root");
+    let mut instance: MessengerInstance =
+        serde_saphyr::from_str(&text).expect("the example parses");
+    instance.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
+    let secrets = StageSecrets::placeholders();
+    measure(
+        "desired objects of the two-stage umessenger instance",
+        2000,
+        || {
+            let stages = instance
+                .spec
+                .stages
+                .iter()
+                .map(|stage| {
+                    let inputs = StageInputs {
+                        stage,
+                        secrets: &secrets,
+                        release: build::desired_release(&instance, stage),
+                    };
+                    build::build_stage(&instance, &inputs).expect("the example builds")
+                })
+                .collect();
+            black_box(build::children(&instance, stages));
+        },
+    );
+    let stage = &instance.spec.stages[1];
+    let names = StageNames::new("umessenger", &stage.name);
+    let connection = database::connection(&instance.spec, &names);
+    measure("homeserver configuration of one stage", 5000, || {
+        black_box(
+            homeserver::homeserver_files(&instance.spec, stage, &connection, &secrets)
+                .expect("renders"),
+        );
+    });
+}
