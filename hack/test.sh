@@ -59,11 +59,19 @@ eval "$(hack/postgres.sh env)"
 SYNAPSE_VENV="$(hack/synapse.sh | tail -n1)"
 export SYNAPSE_VENV
 
+step "helm (from its Go module)"
+# tests/packaging.rs lints, renders and installs the chart with it.
+CADUCEUS_HELM="$(hack/helm.sh | tail -n1)"
+export CADUCEUS_HELM
+
 step "Rust tests: pure and control plane"
 cargo test --locked -- --test-threads=4
 
 step "real Synapse"
 "$SYNAPSE_VENV/bin/python" -m pytest -q tests/synapse
+
+step "real backups: restic and pg_dump against real PostgreSQL and Synapse"
+"$SYNAPSE_VENV/bin/python" -m pytest -q tests/backup
 
 step "real upgrade: an older Synapse's database, pre-upgrade backup, newer Synapse, smoke test"
 "$SYNAPSE_VENV/bin/python" -m pytest -q tests/upgrade

@@ -103,9 +103,15 @@ pub async fn run_with_clock(
 
     let _lease = match &options.leader_election {
         Some(election) => {
+            // A standby replica is as it should be: ready, or a rolling
+            // update of a Deployment with several replicas would wait forever
+            // for a pod that cannot lead until the old leader goes.
+            ready.store(true, Ordering::Relaxed);
             let lease =
                 crate::leader::acquire(&client, election, &options.identity, shutdown.clone())
                     .await?;
+            // Leading: ready again once the caches are synced.
+            ready.store(false, Ordering::Relaxed);
             match lease {
                 Some(lease) => Some(lease),
                 None => return Ok(()),

@@ -20,7 +20,7 @@ struct Shared {
 }
 
 /// Serves `/metrics`, `/healthz` (the process answers) and `/readyz` (the
-/// caches are synced).
+/// caches are synced, or this replica stands by for the leader Lease).
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, ready: Arc<AtomicBool>) {
     let app = Router::new()
         .route("/metrics", get(metrics_text))

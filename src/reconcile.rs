@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -110,6 +110,18 @@ pub async fn reconcile(
     for stage in &instance.spec.stages {
         let names = StageNames::new(&name, &stage.name);
         let before = previous.stages.iter().find(|s| s.name == stage.name);
+        if let Err(stall) = check_engine(&instance, &ctx, stage, &names, &namespace, before) {
+            outcomes.push(StageOutcome {
+                status: StageStatus {
+                    name: stage.name.clone(),
+                    phase: StagePhase::Blocked,
+                    message: Some(stall.message.clone()),
+                    ..before.cloned().unwrap_or_default()
+                },
+                stall: Some(stall),
+            });
+            continue;
+        }
         let secrets =
             match stage_secrets(&instance, &ctx, &applier, &names, &namespace, before).await? {
                 Ok(secrets) => secrets,
@@ -153,6 +165,26 @@ pub async fn reconcile(
                 continue;
             }
         };
+        let stage_jobs: Vec<Job> = stage_objects(&ctx, &namespace, &name, &stage.name);
+        let stage_pods: Vec<Pod> = stage_objects(&ctx, &namespace, &name, &stage.name);
+        let backup_inputs = backup::BackupInputs::new(&instance.spec, stage, &names, &namespace);
+        let (restore, restore_action) = backup::plan_restore(
+            backup_inputs.as_ref(),
+            stage,
+            before,
+            &stage_jobs,
+            &stage_pods,
+        );
+        let mut resources = resources;
+        if backup::hold_synapse(&restore_action) {
+            // Synapse stays stopped while its data is being restored.
+            if let Some(spec) = resources.synapse.spec.as_mut() {
+                spec.replicas = Some(0);
+            }
+        }
+        if let backup::RestoreAction::Run(job) = restore_action {
+            jobs.push(Child::new(*job, Ownership::Owned));
+        }
         desired.push(resources);
         jobs.extend(rollout_jobs(
             &instance, stage, &names, &namespace, &decision,
@@ -160,6 +192,22 @@ pub async fn reconcile(
         let mut status = decision.status;
         status.name = stage.name.clone();
         status.signing_key_id = secrets.signing_key_id().map(str::to_owned);
+        status.database_engine = Some(instance.spec.database.engine);
+        status.restore = restore;
+        status.backups = backup::backup_status(
+            before.and_then(|b| b.backups.as_ref()),
+            &names,
+            &stage_jobs,
+            &stage_pods,
+        );
+        if let Some(success) = status
+            .backups
+            .as_ref()
+            .and_then(|b| b.last_success_time.as_ref())
+        {
+            ctx.metrics
+                .backup_succeeded(&namespace, &name, &stage.name, success.0.as_second());
+        }
         outcomes.push(StageOutcome {
             status,
             stall: None,
@@ -257,6 +305,19 @@ async fn stage_secrets(
         return Ok(Err(Stall {
             reason: "KeysMissing".into(),
             message,
+        }));
+    }
+    let stage = instance.spec.stages.iter().find(|s| s.name == names.stage);
+    if stage.is_some_and(|stage| !backup::may_mint_keys(stage)) {
+        return Ok(Err(Stall {
+            reason: "KeysMissing".into(),
+            message: format!(
+                "stage {}: a restore is requested but Secret {} is missing; apply it from the snapshot first \
+                 (`restic dump <snapshot> /kubernetes/keys-secret.yaml | kubectl apply -f -`), so the restored \
+                 homeserver keeps its identity",
+                names.stage,
+                names.keys_secret()
+            ),
         }));
     }
     let secrets = StageSecrets::generate();
@@ -379,6 +440,10 @@ async fn write_status(
                     )
                 }),
         )
+        .collect();
+    let warnings: Vec<String> = warnings
+        .into_iter()
+        .chain(backup_warnings(instance, &stages, now))
         .collect();
     let mut next = status::instance_status(
         Some(previous),
@@ -583,7 +648,9 @@ fn plan_rollout(
         smoke_job: job_state(names.smoke_test_job(&suffix)),
         workload: Workload {
             release: synapse.as_ref().and_then(synapse_release),
-            readiness: status::stateful_set_readiness(synapse.as_ref()),
+            readiness: status::stateful_set_readiness(synapse.as_ref())
+                .map_err(|waiting| format!("Synapse: {waiting}"))
+                .and_then(|()| database_readiness(instance, ctx, names, namespace)),
         },
         now: ctx.now().0,
     };
@@ -668,4 +735,110 @@ fn synapse_release(set: &StatefulSet) -> Option<String> {
         .clone()?;
     let name = image.rsplit('/').next()?;
     name.split_once(':').map(|(_, tag)| tag.to_owned())
+}
+
+/// Refuses a database engine change on a stage that already has a database:
+/// that needs a migration, not a reconcile.
+fn check_engine(
+    instance: &MessengerInstance,
+    ctx: &Context,
+    stage: &Stage,
+    names: &StageNames,
+    namespace: &str,
+    before: Option<&StageStatus>,
+) -> Result<(), Stall> {
+    let cluster_kind = build::database::cloudnative_pg_cluster_resource();
+    let managed = ctx
+        .stores
+        .get_typed::<StatefulSet>(namespace, &names.database())
+        .is_some();
+    let cluster = ctx
+        .stores
+        .get(&cluster_kind, namespace, &names.database())
+        .is_some();
+    let running =
+        build::database::running_engine(before.and_then(|b| b.database_engine), managed, cluster);
+    build::database::check_engine(
+        &stage.name,
+        &instance.spec,
+        running,
+        ctx.stores.watches(&cluster_kind),
+    )
+    .map_err(|error| Stall {
+        reason: "InvalidSpec".into(),
+        message: error.to_string(),
+    })
+}
+
+/// The cached objects of one kind that belong to a stage.
+fn stage_objects<K>(ctx: &Context, namespace: &str, instance: &str, stage: &str) -> Vec<K>
+where
+    K: Resource<DynamicType = ()> + serde::de::DeserializeOwned,
+{
+    let kind = K::kind(&());
+    ctx.stores
+        .of_instance(namespace, instance)
+        .into_iter()
+        .filter(|(resource, object)| {
+            resource.kind == kind
+                && object.labels().get(STAGE_LABEL).map(String::as_str) == Some(stage)
+        })
+        .filter_map(|(_, object)| (*object).clone().try_parse::<K>().ok())
+        .collect()
+}
+
+/// Stage warnings for the `Degraded` condition: backups failing or stale.
+fn backup_warnings(
+    instance: &MessengerInstance,
+    stages: &[StageStatus],
+    now: &Time,
+) -> Vec<String> {
+    let Some(backups) = instance.spec.backups.as_ref() else {
+        return Vec::new();
+    };
+    let since = instance
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(now.0, |created| created.0);
+    stages
+        .iter()
+        .filter_map(|stage| {
+            let health = backup::backup_health(
+                &stage.name,
+                &backups.schedule,
+                stage.backups.as_ref(),
+                since,
+                now.0,
+            );
+            match health {
+                Ok(health) => health
+                    .condition()
+                    .map(|(_, reason, message)| format!("{reason}: {message}")),
+                Err(error) => Some(error.to_string()),
+            }
+        })
+        .collect()
+}
+
+/// Whether the stage's database is ready, for the engines the operator runs.
+fn database_readiness(
+    instance: &MessengerInstance,
+    ctx: &Context,
+    names: &StageNames,
+    namespace: &str,
+) -> Result<(), String> {
+    let managed = ctx
+        .stores
+        .get_typed::<StatefulSet>(namespace, &names.database());
+    let cluster = ctx.stores.get(
+        &build::database::cloudnative_pg_cluster_resource(),
+        namespace,
+        &names.database(),
+    );
+    build::database::readiness(
+        instance.spec.database.engine,
+        managed.as_ref(),
+        cluster.as_deref(),
+    )
 }

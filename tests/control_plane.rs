@@ -41,7 +41,7 @@ async fn ready_minimal(admin: &Client, prefix: &str) -> (String, Operator) {
     let namespace = namespace(admin, prefix).await;
     let operator = Operator::start(&namespace).await;
     apply_instance(admin, &example("minimal.yaml", &namespace)).await;
-    mark_ready(admin, &namespace, "minimal-main-synapse").await;
+    mark_stage_ready(admin, &namespace, "minimal-main").await;
     wait_ready(admin, &namespace, "minimal").await;
     (namespace, operator)
 }
@@ -113,8 +113,8 @@ async fn every_child_is_created_with_its_owner_and_the_stage_becomes_ready() {
     assert_eq!(condition(&waiting, "Ready").unwrap().0, "False");
     assert_eq!(condition(&waiting, "Reconciling").unwrap().0, "True");
 
-    mark_ready(&admin, &namespace, "umessenger-beta-synapse").await;
-    mark_ready(&admin, &namespace, "umessenger-production-synapse").await;
+    mark_stage_ready(&admin, &namespace, "umessenger-beta").await;
+    mark_stage_ready(&admin, &namespace, "umessenger-production").await;
     let ready = wait_ready(&admin, &namespace, "umessenger").await;
     let status = ready.status.unwrap();
     assert!(status.stages.iter().all(|s| s.phase == StagePhase::Ready));
@@ -429,7 +429,7 @@ async fn retained_data_survives_deleting_the_instance() {
     );
     // Re-creating the instance adopts the same identity.
     apply_instance(&admin, &example("minimal.yaml", &namespace)).await;
-    mark_ready(&admin, &namespace, "minimal-main-synapse").await;
+    mark_stage_ready(&admin, &namespace, "minimal-main").await;
     let ready = wait_ready(&admin, &namespace, "minimal").await;
     let again = Api::<Secret>::namespaced(admin.clone(), &namespace)
         .get("minimal-main-keys")

@@ -149,7 +149,7 @@ async fn setup(admin: &Client, prefix: &str, clock: Arc<TestClock>) -> (String, 
     let operator = Operator::start_with_clock(&namespace, clock).await;
     apply_instance(admin, &instance_yaml(&namespace, "v1.160.0", None)).await;
     for stage in ["beta", "production"] {
-        mark_ready(admin, &namespace, &format!("rollout-{stage}-synapse")).await;
+        mark_stage_ready(admin, &namespace, &format!("rollout-{stage}")).await;
     }
     wait_phase(admin, &namespace, "beta", StagePhase::Ready).await;
     wait_phase(admin, &namespace, "production", StagePhase::Ready).await;

@@ -222,6 +222,22 @@ pub async fn mark_ready(admin: &Client, namespace: &str, name: &str) {
         .expect("setting the StatefulSet status");
 }
 
+/// Plays the controllers for a whole stage (`INSTANCE-STAGE`): Synapse and,
+/// where the stage has one, its managed database report ready.
+pub async fn mark_stage_ready(admin: &Client, namespace: &str, stage: &str) {
+    let database = format!("{stage}-db");
+    let sets: Api<StatefulSet> = Api::namespaced(admin.clone(), namespace);
+    mark_ready(admin, namespace, &format!("{stage}-synapse")).await;
+    if sets
+        .get_opt(&database)
+        .await
+        .expect("reading the database StatefulSet")
+        .is_some()
+    {
+        mark_ready(admin, namespace, &database).await;
+    }
+}
+
 /// The instance's condition of one type, as `(status, reason, message)`.
 pub fn condition(instance: &MessengerInstance, kind: &str) -> Option<(String, String, String)> {
     let status = instance.status.as_ref()?;

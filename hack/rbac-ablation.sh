@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Shows that every rule of the operator's roles (src/rbac.rs) is needed: for
+# each rule, the shipped role minus that rule is put on a control plane and
+# the control-plane test suite runs; the tests that fail are recorded, and the
+# role is restored. A rule no test misses is either unused (remove it from
+# src/rbac.rs) or untested (write the test).
+#
+# Slow (one suite run per rule), so not part of hack/test.sh. It uses a
+# control plane of its own, never the one other runs share, because it
+# changes the operator's roles there:
+#
+#   CADUCEUS_CP_DIR   its state directory (default /tmp/caduceus-cp-ablation)
+#   ABLATION_FILTER   only rules whose "group resources" line matches this
+#                     extended regex (default: every rule)
+#
+# Prints a Markdown table (rule -> failing tests) and writes it to
+# $CADUCEUS_CP_DIR/../rbac-ablation.md.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export CADUCEUS_CP_DIR="${CADUCEUS_CP_DIR:-/tmp/caduceus-cp-ablation}"
+[[ "$CADUCEUS_CP_DIR" != /tmp/caduceus-control-plane ]] ||
+  { echo "hack/rbac-ablation.sh: refusing to change the roles of the shared control plane; set CADUCEUS_CP_DIR" >&2; exit 1; }
+export CADUCEUS_CACHE="${CADUCEUS_CACHE:-$HOME/.cache/caduceus}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CADUCEUS_CACHE/cargo-target}"
+FILTER="${ABLATION_FILTER:-.}"
+REPORT="$(dirname "$CADUCEUS_CP_DIR")/rbac-ablation.md"
+WORK="$(mktemp -d)"
+
+# Every test target that talks to the control plane. The kustomize test
+# re-applies the shipped roles, which would undo the ablation.
+TARGETS=()
+for file in tests/*.rs; do
+  TARGETS+=(--test "$(basename "$file" .rs)")
+done
+SKIP=(--skip kustomize_default_overlay_is_accepted_server_side)
+
+started_here=""
+cleanup() {
+  restore 2>/dev/null || true
+  if [[ -n "$started_here" ]]; then hack/control-plane.sh stop || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if ! hack/control-plane.sh env >/dev/null 2>&1; then
+  started_here=1
+fi
+hack/control-plane.sh start >/dev/null
+# shellcheck disable=SC1091
+source "$CADUCEUS_CP_DIR/env"
+CADUCEUS_HELM="$(hack/helm.sh | tail -n1)"
+export CADUCEUS_HELM
+
+admin() { kubectl --kubeconfig "$CADUCEUS_ADMIN_KUBECONFIG" --request-timeout=30s "$@"; }
+
+# The shipped roles, as the API server holds them after applying config/rbac.
+admin apply --server-side --force-conflicts -k config/rbac >/dev/null
+admin get clusterrole caduceus-operator -o json >"$WORK/clusterrole.json"
+admin -n caduceus-system get role caduceus-leader-election -o json >"$WORK/role.json"
+
+# Writes the object in $1 without rule $2 (or with every rule for -1).
+put_role() { # file index
+  python3 - "$1" "$2" <<'PY' | admin replace -f - >/dev/null
+import json, sys
+obj = json.load(open(sys.argv[1]))
+index = int(sys.argv[2])
+for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+    obj["metadata"].pop(key, None)
+if index >= 0:
+    del obj["rules"][index]
+json.dump(obj, sys.stdout)
+PY
+}
+
+restore() {
+  put_role "$WORK/clusterrole.json" -1
+  put_role "$WORK/role.json" -1
+}
+
+describe() { # file index
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+rule = json.load(open(sys.argv[1]))["rules"][int(sys.argv[2])]
+group = rule.get("apiGroups", [""])[0] or "core"
+print(f"{group} {','.join(rule['resources'])} [{','.join(rule['verbs'])}]")
+PY
+}
+
+# Runs the suite; prints the names of the failed tests, one a line.
+failing_tests() { # log
+  cargo test --locked "${TARGETS[@]}" -- "${SKIP[@]}" --test-threads=4 >"$1" 2>&1 || true
+  # A target that does not build or run must not look like "nothing failed".
+  grep -q '^test result: ' "$1" ||
+    { echo "hack/rbac-ablation.sh: the tests did not run; see $1" >&2; cp "$1" "$REPORT.log"; exit 1; }
+  sed -n 's/^test \(.*\) \.\.\. FAILED$/\1/p' "$1" | sort -u
+}
+
+echo "building the tests" >&2
+cargo test --locked "${TARGETS[@]}" --no-run >/dev/null 2>&1 ||
+  { echo "hack/rbac-ablation.sh: the tests do not build" >&2; exit 1; }
+
+echo "baseline: the shipped roles" >&2
+restore
+baseline="$(failing_tests "$WORK/baseline.log")"
+if [[ -n "$baseline" ]]; then
+  echo "hack/rbac-ablation.sh: the suite fails with the full roles; fix that first:" >&2
+  echo "$baseline" >&2
+  exit 1
+fi
+
+{
+  echo "| role | rule removed | tests that fail |"
+  echo "|---|---|---|"
+} >"$REPORT"
+uncovered=0
+for file in clusterrole role; do
+  count="$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["rules"]))' "$WORK/$file.json")"
+  for ((i = 0; i < count; i++)); do
+    rule="$(describe "$WORK/$file.json" "$i")"
+    [[ "$rule" =~ $FILTER ]] || continue
+    echo "without $rule" >&2
+    put_role "$WORK/$file.json" "$i"
+    failed="$(failing_tests "$WORK/run.log")"
+    restore
+    if [[ -z "$failed" ]]; then
+      uncovered=$((uncovered + 1))
+      failed="**none**"
+    else
+      failed="$(echo "$failed" | sed 's/.*/`&`/' | paste -sd ' ' | sed 's/` `/`, `/g')"
+    fi
+    echo "| $file | $rule | $failed |" >>"$REPORT"
+    echo "  -> $failed" >&2
+  done
+done
+cat "$REPORT"
+echo "$uncovered rule(s) no test needs (report in $REPORT)" >&2
