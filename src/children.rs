@@ -81,14 +81,30 @@ pub fn managed_selector() -> String {
 }
 
 /// The caches of every child kind.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ChildStores {
     stores: Vec<(ApiResource, Store<DynamicObject>)>,
+    ready: tokio::sync::watch::Receiver<bool>,
 }
 
 impl ChildStores {
+    /// The caches of `stores`. Their readiness is awaited once, here, and
+    /// shared through a watch channel: kube-runtime's own readiness future
+    /// wakes only its most recent waiter, so concurrent reconciles waiting
+    /// on it directly would hang.
     pub fn new(stores: Vec<(ApiResource, Store<DynamicObject>)>) -> Self {
-        Self { stores }
+        let (ready_tx, ready) = tokio::sync::watch::channel(false);
+        let waiting: Vec<Store<DynamicObject>> =
+            stores.iter().map(|(_, store)| store.clone()).collect();
+        tokio::spawn(async move {
+            for store in waiting {
+                // The writer lives as long as the controller; if it is gone
+                // the controller is shutting down.
+                let _ = store.wait_until_ready().await;
+            }
+            let _ = ready_tx.send(true);
+        });
+        Self { stores, ready }
     }
 
     /// Whether a kind is watched, for example CloudNativePG's Cluster only
@@ -107,11 +123,10 @@ impl ChildStores {
     /// Waits until every cache holds its first complete listing, so a
     /// reconcile never mistakes a cold cache for missing objects.
     pub async fn wait_ready(&self) {
-        for (_, store) in &self.stores {
-            // The writer lives as long as the controller; if it is gone the
-            // controller is shutting down and the read just sees no objects.
-            let _ = store.wait_until_ready().await;
-        }
+        let mut ready = self.ready.clone();
+        // An error means the controller is shutting down; reads then see no
+        // objects.
+        let _ = ready.wait_for(|ready| *ready).await;
     }
 
     /// The cached object, if any.

@@ -124,7 +124,9 @@ pub async fn run_with_clock(
     let namespace = options.namespace.as_deref();
     let mut controller = Controller::new(
         api::<MessengerInstance>(&client, namespace),
-        watcher::Config::default().any_semantic(),
+        // A consistent first listing: an instance created just before the
+        // operator starts must not be missed by a stale watch cache.
+        watcher::Config::default(),
     );
     let mut stores = Vec::new();
     let cloudnative_pg = cloudnative_pg_installed(&client).await;

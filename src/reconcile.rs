@@ -461,6 +461,18 @@ async fn write_status(
     if &next == previous {
         return Ok(());
     }
+    let (new_value, old_value) = (
+        serde_json::to_value(&next).ok(),
+        serde_json::to_value(previous).ok(),
+    );
+    if let (Some(new_value), Some(old_value)) = (new_value, old_value) {
+        let changed = crate::apply::difference(&new_value, &old_value)
+            .or_else(|| crate::apply::difference(&old_value, &new_value));
+        tracing::debug!(
+            changed = changed.as_deref().unwrap_or("-"),
+            "status changed"
+        );
+    }
     let namespace = instance.namespace().unwrap_or_default();
     let api: Api<MessengerInstance> = Api::namespaced(ctx.client.clone(), &namespace);
     let patch = json!({

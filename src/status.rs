@@ -246,6 +246,37 @@ pub fn describe(instance: &crate::api::MessengerInstance) -> String {
             stage.message.as_deref().unwrap_or_default()
         ));
     }
+    let rollouts: Vec<String> = status
+        .stages
+        .iter()
+        .flat_map(|stage| {
+            stage.history.iter().map(move |record| {
+                format!(
+                    "  {:<14} {} -> {}  {}  finished {}{}",
+                    stage.name,
+                    record.from.as_deref().unwrap_or("-"),
+                    record.to,
+                    record.result,
+                    record
+                        .finished
+                        .as_ref()
+                        .map_or("-".into(), |t| t.0.to_string()),
+                    record
+                        .message
+                        .as_deref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                )
+            })
+        })
+        .collect();
+    if !rollouts.is_empty() {
+        out.push_str("\n  ROLLOUTS\n");
+        for line in rollouts {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
     out
 }
 

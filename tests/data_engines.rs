@@ -302,7 +302,10 @@ async fn deleting_an_instance_with_retain_leaves_the_claims_and_the_cluster() {
     // The operator's log, shown when the test fails.
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
-        .with_env_filter("info,kube=warn")
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn".into()),
+        )
         .try_init();
     let admin = admin().await;
     // Before the operator starts, so its discovery finds CloudNativePG.

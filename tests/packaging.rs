@@ -686,7 +686,11 @@ async fn the_namespaced_chart_runs_the_operator_with_leader_election() {
     })
     .await;
     minimal_becomes_ready(&admin, &watched).await;
-    assert_eq!(get_status(first_port, "/readyz").await, Some(200));
+    // Readiness is set by its own task once every cache is synced.
+    eventually("the leader to be ready", WAIT, || async {
+        (get_status(first_port, "/readyz").await == Some(200)).then_some(())
+    })
+    .await;
 
     let second = replica("second", second_port);
     eventually("the standby replica to be ready", WAIT, || async {
