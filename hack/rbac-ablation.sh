@@ -14,7 +14,8 @@
 #                     extended regex (default: every rule)
 #
 # Prints a Markdown table (rule -> failing tests) and writes it to
-# $CADUCEUS_CP_DIR/../rbac-ablation.md.
+# $CADUCEUS_CP_DIR/../rbac-ablation.md (the last runs' output goes to
+# rbac-ablation-logs/ beside it).
 set -euo pipefail
 # A failure inside $(...) stops the script too.
 shopt -s inherit_errexit
@@ -28,6 +29,7 @@ export CADUCEUS_CACHE="${CADUCEUS_CACHE:-$HOME/.cache/caduceus}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CADUCEUS_CACHE/cargo-target}"
 FILTER="${ABLATION_FILTER:-.}"
 REPORT="$(dirname "$CADUCEUS_CP_DIR")/rbac-ablation.md"
+LOGS="$(dirname "$CADUCEUS_CP_DIR")/rbac-ablation-logs"
 WORK="$(mktemp -d)"
 
 # Every test target that talks to the control plane. The kustomize test
@@ -42,6 +44,8 @@ started_here=""
 cleanup() {
   restore 2>/dev/null || true
   if [[ -n "$started_here" ]]; then hack/control-plane.sh stop || true; fi
+  # The last runs' output, to see why a test failed.
+  rm -rf "$LOGS" && mkdir -p "$LOGS" && cp "$WORK"/*.log* "$LOGS/" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -143,11 +147,12 @@ for line in sys.stdin:
 echo "baseline: the shipped roles" >&2
 restore
 baseline="$(failing_tests "$WORK/baseline.log")"
-if [[ -n "$baseline" ]]; then
-  echo "hack/rbac-ablation.sh: the suite fails with the full roles; fix that first:" >&2
-  echo "$baseline" >&2
-  exit 1
-fi
+# A test that fails even with the full roles says nothing about any rule:
+# it is left out of every run and named in the report.
+for name in $baseline; do
+  echo "hack/rbac-ablation.sh: $name fails with the full roles too; leaving it out" >&2
+  SKIP+=(--skip "$name")
+done
 
 {
   echo "| role | rule removed | tests that fail |"
@@ -173,5 +178,7 @@ for file in clusterrole role; do
     echo "  -> $failed" >&2
   done
 done
+[[ -z "$baseline" ]] ||
+  echo "Left out, failing with the full roles too: $(echo $baseline)" >>"$REPORT"
 cat "$REPORT"
 echo "$uncovered rule(s) no test needs (report in $REPORT)" >&2

@@ -70,6 +70,22 @@ struct StageOutcome {
     stall: Option<Stall>,
 }
 
+impl StageOutcome {
+    /// A stage that cannot go on: Blocked with the stall's message, the rest
+    /// of its status as recorded.
+    fn blocked(name: &str, before: Option<&StageStatus>, stall: Stall) -> Self {
+        Self {
+            status: StageStatus {
+                name: name.to_owned(),
+                phase: StagePhase::Blocked,
+                message: Some(stall.message.clone()),
+                ..before.cloned().unwrap_or_default()
+            },
+            stall: Some(stall),
+        }
+    }
+}
+
 pub async fn reconcile(
     instance: Arc<MessengerInstance>,
     ctx: Arc<Context>,
@@ -111,30 +127,14 @@ pub async fn reconcile(
         let names = StageNames::new(&name, &stage.name);
         let before = previous.stages.iter().find(|s| s.name == stage.name);
         if let Err(stall) = check_engine(&instance, &ctx, stage, &names, &namespace, before) {
-            outcomes.push(StageOutcome {
-                status: StageStatus {
-                    name: stage.name.clone(),
-                    phase: StagePhase::Blocked,
-                    message: Some(stall.message.clone()),
-                    ..before.cloned().unwrap_or_default()
-                },
-                stall: Some(stall),
-            });
+            outcomes.push(StageOutcome::blocked(&stage.name, before, stall));
             continue;
         }
         let secrets =
             match stage_secrets(&instance, &ctx, &applier, &names, &namespace, before).await? {
                 Ok(secrets) => secrets,
                 Err(stall) => {
-                    outcomes.push(StageOutcome {
-                        status: StageStatus {
-                            name: stage.name.clone(),
-                            phase: StagePhase::Blocked,
-                            message: Some(stall.message.clone()),
-                            ..before.cloned().unwrap_or_default()
-                        },
-                        stall: Some(stall),
-                    });
+                    outcomes.push(StageOutcome::blocked(&stage.name, before, stall));
                     continue;
                 }
             };
@@ -153,15 +153,7 @@ pub async fn reconcile(
                     reason: "InvalidSpec".into(),
                     message: error.to_string(),
                 };
-                outcomes.push(StageOutcome {
-                    status: StageStatus {
-                        name: stage.name.clone(),
-                        phase: StagePhase::Blocked,
-                        message: Some(stall.message.clone()),
-                        ..before.cloned().unwrap_or_default()
-                    },
-                    stall: Some(stall),
-                });
+                outcomes.push(StageOutcome::blocked(&stage.name, before, stall));
                 continue;
             }
         };
