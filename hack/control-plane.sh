@@ -252,7 +252,10 @@ POLICY
   # Blocking audit: an event is in the log before its response returns, so a
   # test can read it right away. No endpoint reconciler: Endpoints reject the
   # loopback advertise address, and nothing in the cluster needs the
-  # `kubernetes` Service.
+  # `kubernetes` Service. OwnerReferencesPermissionEnforcement, as on
+  # OpenShift and hardened clusters: an owner reference that blocks the
+  # owner's deletion needs `update` on the owner's finalizers, which the
+  # operator's role does not grant.
   launch kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
     --bind-address 127.0.0.1 \
@@ -273,6 +276,7 @@ POLICY
     --audit-log-maxsize 200 \
     --audit-log-mode blocking \
     --endpoint-reconciler-type none \
+    --enable-admission-plugins OwnerReferencesPermissionEnforcement \
     --v 1
 
   kubeconfig "$DIR/admin.kubeconfig" "$admin_token"

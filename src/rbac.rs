@@ -13,7 +13,10 @@ pub const CLUSTER_ROLE: &str = "caduceus-operator";
 const READ: &[&str] = &["get", "list", "watch"];
 const MANAGE: &[&str] = &["get", "list", "watch", "create", "patch", "delete"];
 
-/// `(api group, resources, verbs, why)` for every permission.
+/// `(api group, resources, verbs, why)` for every permission. There is no
+/// `messengerinstances/finalizers` rule: children's owner references do not
+/// block the owner's deletion (`blockOwnerDeletion` unset), and the Delete
+/// policy's finalizer is patched on the instance itself.
 pub const RULES: &[(&str, &[&str], &[&str], &str)] = &[
     (
         "caduceus.dev",
@@ -26,12 +29,6 @@ pub const RULES: &[(&str, &[&str], &[&str], &str)] = &[
         &["messengerinstances/status"],
         &["get", "patch"],
         "write status through the status subresource",
-    ),
-    (
-        "caduceus.dev",
-        &["messengerinstances/finalizers"],
-        &["update"],
-        "set owner references that block the owner's deletion",
     ),
     (
         "",

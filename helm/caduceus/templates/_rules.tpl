@@ -8,10 +8,6 @@
 - apiGroups: ["caduceus.dev"]
   resources: [messengerinstances/status]
   verbs: [get, patch]
-# set owner references that block the owner's deletion
-- apiGroups: ["caduceus.dev"]
-  resources: [messengerinstances/finalizers]
-  verbs: [update]
 # keys Secrets (created once) and the secret part of the homeserver config
 - apiGroups: [""]
   resources: [secrets]
