@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use caduceus::api::MessengerInstance;
-use caduceus::build::{
+use caduceus::desired::{
     self, StageInputs, database, homeserver, keys::StageSecrets, names::StageNames,
 };
 
@@ -45,12 +45,12 @@ fn main() {
                     let inputs = StageInputs {
                         stage,
                         secrets: &secrets,
-                        release: build::desired_release(&instance, stage),
+                        release: desired::desired_release(&instance, stage),
                     };
-                    build::build_stage(&instance, &inputs).expect("the example builds")
+                    desired::build_stage(&instance, &inputs).expect("the example builds")
                 })
                 .collect();
-            black_box(build::children(&instance, stages));
+            black_box(desired::children(&instance, stages));
         },
     );
     let stage = &instance.spec.stages[1];

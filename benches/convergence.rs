@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use caduceus::api::MessengerInstance;
-use caduceus::build::Child;
+use caduceus::desired::Child;
 use caduceus::render;
 use common::*;
 use kube::Client;

@@ -40,7 +40,7 @@ lua5.1 tests/argocd/run.lua
 
 step "the schema table matches the Synapse releases on PyPI"
 diff -u <("$CADUCEUS_BIN" releases) <(python3 hack/synapse-schema.py $("$CADUCEUS_BIN" releases | cut -d' ' -f1)) ||
-  { echo "src/rollout/schema.rs disagrees with the releases' SCHEMA_VERSION/SCHEMA_COMPAT_VERSION"; exit 1; }
+  { echo "src/plan/rollout/schema.rs disagrees with the releases' SCHEMA_VERSION/SCHEMA_COMPAT_VERSION"; exit 1; }
 
 step "control plane (kube-apiserver and etcd from their Go modules)"
 hack/build-control-plane.sh >/dev/null

@@ -1,21 +1,37 @@
-//! Server-side apply of desired children, skipping what already matches, and
-//! pruning of owned children that are no longer desired.
+//! Apply: the one writer of a reconcile. Server-side apply of desired
+//! children (skipping what already matches), create-once, deletion of what
+//! is no longer desired, the status and the finalizers — each counted, and
+//! each failure named by its object and operation.
 
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
-use serde_json::Value;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value, json};
 use thiserror::Error;
 use tracing::{debug, info};
 
-use crate::build::Child;
-use crate::build::names::MANAGER;
+use crate::api::{MessengerInstance, MessengerInstanceStatus};
+use crate::desired::Child;
+use crate::desired::names::MANAGER;
 use crate::metrics::Metrics;
 
-/// An apply that failed.
+/// A write (or the read after a lost create race) that failed.
 #[derive(Debug, Error)]
 pub enum ApplyError {
     #[error("applying {object}: {source}")]
     Apply {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("creating {object}: {source}")]
+    Create {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("reading {object} after another writer created it: {source}")]
+    Read {
         object: String,
         #[source]
         source: kube::Error,
@@ -26,14 +42,29 @@ pub enum ApplyError {
         #[source]
         source: kube::Error,
     },
+    #[error("writing the status of MessengerInstance/{instance}: {source}")]
+    Status {
+        instance: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("updating the finalizers of MessengerInstance/{instance}: {source}")]
+    Finalizers {
+        instance: String,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 impl ApplyError {
     /// A short label for metrics.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::Apply { .. } => "apply",
+            Self::Apply { .. } | Self::Create { .. } => "apply",
+            Self::Read { .. } => "read",
             Self::Delete { .. } => "delete",
+            Self::Status { .. } => "status",
+            Self::Finalizers { .. } => "finalizer",
         }
     }
 }
@@ -110,11 +141,15 @@ fn comparable(object: &DynamicObject) -> Value {
 
 /// Applies children for one instance and counts what it writes.
 pub struct Applier<'a> {
-    pub client: &'a Client,
-    pub metrics: &'a Metrics,
+    client: &'a Client,
+    metrics: &'a Metrics,
 }
 
-impl Applier<'_> {
+impl<'a> Applier<'a> {
+    pub fn new(client: &'a Client, metrics: &'a Metrics) -> Self {
+        Self { client, metrics }
+    }
+
     fn api(&self, child: &Child) -> Api<DynamicObject> {
         let namespace = child
             .object
@@ -176,20 +211,34 @@ impl Applier<'_> {
                 debug!(object = %child.describe(), "already exists; left as it is");
                 Ok(false)
             }
-            Err(source) => Err(ApplyError::Apply {
+            Err(source) => Err(ApplyError::Create {
                 object: child.describe(),
                 source,
             }),
         }
     }
 
+    /// Reads the Secret a create-once lost to another writer.
+    pub async fn read_secret(&self, namespace: &str, name: &str) -> Result<Secret, ApplyError> {
+        Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .get(name)
+            .await
+            .map_err(|source| ApplyError::Read {
+                object: format!("Secret/{name}"),
+                source,
+            })
+    }
+
     /// Deletes an object the instance no longer wants.
     pub async fn delete(
         &self,
-        api: &Api<DynamicObject>,
-        kind: &str,
+        resource: &ApiResource,
+        namespace: &str,
         name: &str,
     ) -> Result<(), ApplyError> {
+        let kind = resource.kind.as_str();
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, resource);
         match api.delete(name, &DeleteParams::background()).await {
             Ok(_) => {
                 self.metrics.api_write("delete", kind);
@@ -202,6 +251,60 @@ impl Applier<'_> {
                 source,
             }),
         }
+    }
+}
+
+impl Applier<'_> {
+    /// Writes the instance's status with server-side apply.
+    pub async fn write_status(
+        &self,
+        instance: &MessengerInstance,
+        status: &MessengerInstanceStatus,
+    ) -> Result<(), ApplyError> {
+        let namespace = instance.namespace().unwrap_or_default();
+        let api: Api<MessengerInstance> = Api::namespaced(self.client.clone(), &namespace);
+        let patch = json!({
+            "apiVersion": MessengerInstance::api_version(&()),
+            "kind": MessengerInstance::kind(&()),
+            "status": status,
+        });
+        api.patch_status(
+            &instance.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| ApplyError::Status {
+            instance: instance.name_any(),
+            source,
+        })?;
+        self.metrics.api_write("apply", "MessengerInstance/status");
+        Ok(())
+    }
+
+    /// Sets the instance's finalizers.
+    pub async fn set_finalizers(
+        &self,
+        instance: &MessengerInstance,
+        finalizers: Vec<String>,
+    ) -> Result<(), ApplyError> {
+        let namespace = instance.namespace().unwrap_or_default();
+        let api: Api<MessengerInstance> = Api::namespaced(self.client.clone(), &namespace);
+        // The resourceVersion makes this fail instead of overwriting a
+        // finalizer another controller added meanwhile.
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": instance.resource_version()}});
+        api.patch(
+            &instance.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|source| ApplyError::Finalizers {
+            instance: instance.name_any(),
+            source,
+        })?;
+        self.metrics.api_write("patch", "MessengerInstance");
+        Ok(())
     }
 }
 

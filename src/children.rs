@@ -12,9 +12,9 @@ use kube::Resource;
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::build::backup;
-use crate::build::database::cloudnative_pg_cluster_resource;
-use crate::build::names::{COMPONENT_LABEL, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER};
+use crate::desired::backup;
+use crate::desired::database::cloudnative_pg_cluster_resource;
+use crate::desired::names::{COMPONENT_LABEL, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER};
 
 /// Every kind of child, watched and pruned. A kind the builders produce but
 /// that is missing here is never pruned and never triggers a reconcile; the

@@ -10,8 +10,8 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::api::{MessengerInstance, StageStatus};
-use crate::build::backup::restic_host;
-use crate::build::names::StageNames;
+use crate::desired::backup::restic_host;
+use crate::desired::names::StageNames;
 
 /// `caduceus backups …`
 #[derive(Debug, clap::Args)]

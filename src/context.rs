@@ -13,6 +13,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tracing::warn;
 
 use crate::api::MessengerInstance;
+use crate::apply::Applier;
 use crate::children::ChildStores;
 use crate::metrics::Metrics;
 
@@ -31,7 +32,8 @@ impl Clock for SystemClock {
 }
 
 pub struct Context {
-    pub client: Client,
+    /// Only `apply` writes with it (through `applier`).
+    client: Client,
     pub stores: ChildStores,
     pub metrics: Arc<Metrics>,
     recorder: Recorder,
@@ -60,6 +62,11 @@ impl Context {
             clock,
             failures: Mutex::default(),
         }
+    }
+
+    /// The one writer of a reconcile.
+    pub fn applier(&self) -> Applier<'_> {
+        Applier::new(&self.client, &self.metrics)
     }
 
     /// Now, truncated to whole seconds as the API stores times.

@@ -17,9 +17,9 @@ use thiserror::Error;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::api::MessengerInstance;
-use crate::build::names::INSTANCE_LABEL;
 use crate::children::{ChildStores, child_kinds, cloudnative_pg_installed, watch_selector};
 use crate::context::{Clock, Context, SystemClock};
+use crate::desired::names::INSTANCE_LABEL;
 use crate::http;
 use crate::metrics::Metrics;
 use crate::reconcile::{ReconcileError, reconcile};

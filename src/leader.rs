@@ -6,8 +6,8 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::build::names::MANAGER;
 use crate::controller::{LeaderElection, RunError};
+use crate::desired::names::MANAGER;
 
 /// A held Lease. Dropping it closes the channel, which releases the Lease.
 pub struct Lease {

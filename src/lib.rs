@@ -1,24 +1,39 @@
 //! Caduceus: a Kubernetes operator that runs Matrix messengers for hospitals.
 //!
-//! Data flows one way: `api` → `validate` → `build` (pure) → `apply` →
-//! `status`; only `apply`, `reconcile`, `context` and `controller` hold a
-//! client.
+//! A reconcile (`reconcile`) is one pipeline whose data flows one way:
+//!
+//! - `observe`: every cache read for an instance -> plain values of what exists;
+//!   `observe::jobs` is the one reader of Job outcomes.
+//! - `validate`: the rules the schema cannot express.
+//! - `plan`: pure decisions per concern (keys, rollout, restore, backups,
+//!   pruning, finalizers) from the spec and the observation.
+//! - `desired`: pure builders from the spec and the decisions to objects.
+//! - `pipeline`: the pure middle, plan then desired for every stage; `render`
+//!   runs it on an empty observation, so it shows what the controller applies.
+//! - `apply`: the one writer (apply, create-once, delete, status, finalizers).
+//! - `status`: pure derivation of the status and its Events.
+//!
+//! Only `observe` (through `children`' caches), `apply`, `context` and
+//! `controller` hold the operator's client; the CLI (`cli`, `cli_backups`,
+//! `promote`) has its own.
 
 pub mod api;
 pub mod apply;
-pub mod build;
 pub mod children;
 pub mod cli;
 pub mod cli_backups;
 pub mod context;
 pub mod controller;
+pub mod desired;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod observe;
+pub mod pipeline;
+pub mod plan;
 pub mod promote;
 pub mod rbac;
 pub mod reconcile;
 pub mod render;
-pub mod rollout;
 pub mod status;
 pub mod validate;

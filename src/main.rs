@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status_command(args),
         Command::Promote(args) => promote_command(args),
         Command::Releases => {
-            print!("{}", caduceus::rollout::schema::table());
+            print!("{}", caduceus::plan::rollout::schema::table());
             Ok(())
         }
         Command::Backups(args) => caduceus::cli_backups::backups_command(args),

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use thiserror::Error;
 
 use crate::api::{MessengerInstance, Release, StagePhase, Version};
-use crate::rollout::machine::{Source, schema_refusal, soak_gate};
+use crate::plan::rollout::machine::{Source, schema_refusal, soak_gate};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PromoteError {

@@ -6,12 +6,19 @@ use std::path::{Path, PathBuf};
 use kube::api::ObjectMeta;
 use thiserror::Error;
 
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+
 use crate::api::MessengerInstance;
 use crate::api::admission::admission_errors;
-use crate::build::homeserver::{self, HomeserverFiles};
-use crate::build::keys::{self, StageSecrets};
-use crate::build::names::StageNames;
-use crate::build::{self, BuildError, Child, Ownership, StageInputs};
+use crate::desired::homeserver::{self, HomeserverFiles};
+use crate::desired::keys::{StageSecrets, keys_secret};
+use crate::desired::names::{STAGE_LABEL, StageNames};
+use crate::desired::{self, BuildError, Child, Ownership};
+use crate::observe::{InstanceObservation, StageObservation};
+use crate::pipeline;
+use crate::plan::StageView;
+use crate::plan::keys::{self, Keys};
 use crate::validate::{self, ValidationError};
 
 /// Why an instance file cannot be rendered. Each message says what to fix.
@@ -35,6 +42,10 @@ pub enum RenderError {
     Invalid(Vec<ValidationError>),
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// A stage that would stall in the controller too (the message names
+    /// the field and the fix).
+    #[error("{0}")]
+    Blocked(String),
     #[error("no stage named {stage}; the instance has: {known}")]
     UnknownStage { stage: String, known: String },
     #[error("cannot write {path}: {source}")]
@@ -101,36 +112,72 @@ pub fn with_namespace(
 }
 
 /// Every object of the instance (or of one stage), as the operator would
-/// create them, secrets as placeholders.
+/// create them for an instance with no prior state, secrets as
+/// placeholders.
 pub fn render_objects(
     instance: &MessengerInstance,
     stage: Option<&str>,
 ) -> Result<Vec<Child>, RenderError> {
     check(instance)?;
-    let selected = select_stages(instance, stage)?;
-    let secrets = StageSecrets::placeholders();
+    select_stages(instance, stage)?;
+    let objects = desired_from_nothing(instance, StageSecrets::placeholders)?;
+    Ok(match stage {
+        None => objects,
+        Some(stage) => objects
+            .into_iter()
+            .filter(|child| {
+                child.object.labels().get(STAGE_LABEL).map(String::as_str) == Some(stage)
+            })
+            .collect(),
+    })
+}
+
+/// What the controller writes for an instance when nothing of it exists yet:
+/// the same observation, planners and builders, run on an empty
+/// observation. Minted keys first, then the applied children, then the
+/// Jobs, in the controller's order.
+pub fn desired_from_nothing(
+    instance: &MessengerInstance,
+    mint: impl Fn() -> StageSecrets,
+) -> Result<Vec<Child>, RenderError> {
+    // No prior state: neither objects nor a recorded status.
+    let mut instance = instance.clone();
+    instance.status = None;
+    let instance = &instance;
     let namespace = instance
         .metadata
         .namespace
         .as_deref()
         .ok_or(BuildError::MissingNamespace)?;
-    let name = instance.metadata.name.as_deref().unwrap_or_default();
-    let mut objects = Vec::new();
-    for stage in selected {
-        let names = StageNames::new(name, &stage.name);
-        objects.push(Child::new(
-            keys::keys_secret(&names, namespace, &secrets),
-            Ownership::Retained,
-        ));
-        let inputs = StageInputs {
-            stage,
-            secrets: &secrets,
-            release: build::desired_release(instance, stage),
-        };
-        let resources = build::build_stage(instance, &inputs)?;
-        objects.extend(build::children(instance, vec![resources]));
+    let observed = InstanceObservation {
+        stages: vec![StageObservation::default(); instance.spec.stages.len()],
+        objects: Vec::new(),
+    };
+    let views = StageView::all(instance, namespace, &observed);
+    let mut minted = Vec::new();
+    let mut stage_keys = Vec::new();
+    for view in &views {
+        stage_keys.push(match keys::prerequisites(view, &mint) {
+            Ok(Keys::Existing(secrets)) => Ok(secrets),
+            Ok(Keys::Mint(secrets)) => {
+                minted.push(Child::new(
+                    keys_secret(&view.names, namespace, &secrets),
+                    Ownership::Retained,
+                ));
+                Ok(secrets)
+            }
+            Err(stall) => Err(stall),
+        });
     }
-    Ok(objects)
+    let plan = pipeline::plan_instance(&views, stage_keys, Timestamp::UNIX_EPOCH);
+    if let Some(stall) = plan.stall() {
+        return Err(RenderError::Blocked(stall.message.clone()));
+    }
+    Ok(minted
+        .into_iter()
+        .chain(plan.children)
+        .chain(plan.jobs)
+        .collect())
 }
 
 /// The configuration files of one stage, secrets as placeholders.
@@ -142,7 +189,7 @@ pub fn render_homeserver(
     let stage = select_stages(instance, Some(stage))?[0];
     let name = instance.metadata.name.as_deref().unwrap_or_default();
     let names = StageNames::new(name, &stage.name);
-    let connection = build::database::connection(&instance.spec, &names);
+    let connection = desired::database::connection(&instance.spec, &names);
     homeserver::homeserver_files(
         &instance.spec,
         stage,

@@ -1,11 +1,14 @@
-//! Status: stage phases from observed workloads, the instance conditions
-//! Kubernetes tools read (`Ready`, `Reconciling`, `Stalled`), and the rule
-//! that status is written only when it changed.
+//! Status: pure derivation of the instance status from what was planned —
+//! stage entries, the conditions Kubernetes tools read (`Ready`,
+//! `Reconciling`, `Stalled`, `Degraded`) and the Events a change is worth.
+//! `apply` writes it, only when it changed.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{MessengerInstanceStatus, StagePhase, StageStatus};
+use crate::api::{MessengerInstance, MessengerInstanceStatus, StagePhase, StageStatus};
+use crate::desired::placement::placement_warnings;
+use crate::plan::backups::backup_health;
 
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
@@ -41,13 +44,46 @@ pub fn stateful_set_readiness(set: Option<&StatefulSet>) -> Result<(), String> {
     Ok(())
 }
 
+/// Why the instance cannot make progress without a change from a person;
+/// shown as the `Stalled` condition's reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StallReason {
+    /// A rule the schema cannot express is broken.
+    InvalidSpec,
+    /// A stage's keys Secret is gone, or a restore needs it first.
+    KeysMissing,
+    /// A stage's keys Secret lacks some of its keys.
+    KeysIncomplete,
+}
+
+impl StallReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidSpec => "InvalidSpec",
+            Self::KeysMissing => "KeysMissing",
+            Self::KeysIncomplete => "KeysIncomplete",
+        }
+    }
+}
+
+impl std::fmt::Display for StallReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why the instance cannot make progress without a change from a person.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stall {
-    /// A CamelCase reason, for example `InvalidSpec` or `KeysMissing`.
-    pub reason: String,
+    pub reason: StallReason,
     /// What is wrong, naming the field and the fix.
     pub message: String,
+}
+
+impl Stall {
+    pub fn new(reason: StallReason, message: String) -> Self {
+        Self { reason, message }
+    }
 }
 
 /// The instance status for the observed stages.
@@ -63,7 +99,7 @@ pub fn instance_status(
         .filter(|s| s.phase != StagePhase::Ready)
         .collect();
     let ready = if let Some(stall) = stall {
-        (false, stall.reason.clone(), stall.message.clone())
+        (false, stall.reason.to_string(), stall.message.clone())
     } else if stages.is_empty() {
         (
             false,
@@ -99,7 +135,7 @@ pub fn instance_status(
         _ => (false, "Settled".into(), "nothing in progress".into()),
     };
     let stalled = match stall {
-        Some(stall) => (true, stall.reason.clone(), stall.message.clone()),
+        Some(stall) => (true, stall.reason.to_string(), stall.message.clone()),
         None => (
             false,
             "NotStalled".into(),
@@ -206,6 +242,128 @@ pub fn find_condition<'a>(
     kind: &str,
 ) -> Option<&'a Condition> {
     status.conditions.iter().find(|c| c.type_ == kind)
+}
+
+/// The instance's next status: stage entries and conditions from what was
+/// planned, with `Degraded` from placement, failed stages and backups.
+/// Timestamps of unchanged conditions are kept, so an unchanged instance
+/// derives a status equal to the stored one and nothing is written.
+pub fn next_status(
+    instance: &MessengerInstance,
+    previous: &MessengerInstanceStatus,
+    stages: Vec<StageStatus>,
+    stall: Option<&Stall>,
+    now: &Time,
+) -> MessengerInstanceStatus {
+    let warnings: Vec<String> = instance
+        .spec
+        .stages
+        .iter()
+        .flat_map(|stage| placement_warnings(&instance.spec, stage))
+        .chain(
+            stages
+                .iter()
+                .filter(|stage| stage.phase == StagePhase::Failed)
+                .map(|stage| {
+                    format!(
+                        "stage {}: {}",
+                        stage.name,
+                        stage.message.as_deref().unwrap_or_default()
+                    )
+                }),
+        )
+        .chain(backup_warnings(instance, &stages, now))
+        .collect();
+    let generation = instance.metadata.generation;
+    let mut next = instance_status(Some(previous), generation, stages, stall, now);
+    next.conditions
+        .push(degraded(previous, &warnings, generation, now));
+    next
+}
+
+/// Stage warnings for the `Degraded` condition: backups failing or stale.
+fn backup_warnings(
+    instance: &MessengerInstance,
+    stages: &[StageStatus],
+    now: &Time,
+) -> Vec<String> {
+    let Some(backups) = instance.spec.backups.as_ref() else {
+        return Vec::new();
+    };
+    let since = instance
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(now.0, |created| created.0);
+    stages
+        .iter()
+        .filter_map(|stage| {
+            let health = backup_health(
+                &stage.name,
+                &backups.schedule,
+                stage.backups.as_ref(),
+                since,
+                now.0,
+            );
+            match health {
+                Ok(health) => health
+                    .condition()
+                    .map(|(_, reason, message)| format!("{reason}: {message}")),
+                Err(error) => Some(error.to_string()),
+            }
+        })
+        .collect()
+}
+
+/// An Event to publish on the instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub warning: bool,
+    /// Whether it announces that the instance stalled.
+    pub stalled: bool,
+    pub reason: String,
+    pub note: String,
+}
+
+/// The Events a status change is worth: one per stage whose phase changed,
+/// and one when the instance became stalled.
+pub fn notices(
+    previous: &MessengerInstanceStatus,
+    next: &MessengerInstanceStatus,
+    stall: Option<&Stall>,
+) -> Vec<Notice> {
+    let mut notices: Vec<Notice> = next
+        .stages
+        .iter()
+        .filter(|stage| {
+            let before = previous
+                .stages
+                .iter()
+                .find(|s| s.name == stage.name)
+                .map(|s| s.phase);
+            before != Some(stage.phase)
+        })
+        .map(|stage| Notice {
+            warning: matches!(stage.phase, StagePhase::Blocked | StagePhase::Failed),
+            stalled: false,
+            reason: format!("Stage{}", stage.phase),
+            note: format!(
+                "stage {}: {}",
+                stage.name,
+                stage.message.as_deref().unwrap_or_default()
+            ),
+        })
+        .collect();
+    let was_stalled = find_condition(previous, STALLED).is_some_and(|c| c.status == "True");
+    if let (Some(stall), false) = (stall, was_stalled) {
+        notices.push(Notice {
+            warning: true,
+            stalled: true,
+            reason: stall.reason.to_string(),
+            note: stall.message.clone(),
+        });
+    }
+    notices
 }
 
 /// A human-readable report of an instance's stages, for `caduceus status`.
@@ -340,7 +498,7 @@ mod tests {
     #[test]
     fn a_stall_is_not_reconciling() {
         let stall = Stall {
-            reason: "InvalidSpec".into(),
+            reason: StallReason::InvalidSpec,
             message: "spec.x: bad".into(),
         };
         let status = instance_status(None, Some(1), vec![], Some(&stall), &at(1));
@@ -409,5 +567,44 @@ mod tests {
         assert!(stateful_set_readiness(Some(&set)).is_err());
         set.status.as_mut().unwrap().observed_generation = Some(2);
         assert_eq!(stateful_set_readiness(Some(&set)), Ok(()));
+    }
+
+    #[test]
+    fn a_failed_stage_degrades_the_instance_and_is_announced_once() {
+        let instance = crate::api::MessengerInstance::new("m", Default::default());
+        let previous = instance_status(
+            None,
+            None,
+            vec![stage("beta", StagePhase::Ready)],
+            None,
+            &at(1),
+        );
+        let mut failed = stage("beta", StagePhase::Failed);
+        failed.message = Some("the smoke test failed".into());
+        let next = next_status(&instance, &previous, vec![failed.clone()], None, &at(2));
+        let degraded = find_condition(&next, DEGRADED).unwrap();
+        assert_eq!(degraded.status, "True");
+        assert_eq!(degraded.message, "stage beta: the smoke test failed");
+        let notices = notices(&previous, &next, None);
+        assert_eq!(notices.len(), 1);
+        assert!(notices[0].warning);
+        assert_eq!(notices[0].reason, "StageFailed");
+        let again = next_status(&instance, &next, vec![failed], None, &at(3));
+        assert_eq!(
+            again, next,
+            "an unchanged instance derives the stored status"
+        );
+        assert!(super::notices(&next, &again, None).is_empty());
+    }
+
+    #[test]
+    fn a_stall_is_announced_when_it_begins() {
+        let instance = crate::api::MessengerInstance::new("m", Default::default());
+        let stall = Stall::new(StallReason::KeysMissing, "stage beta: restore it".into());
+        let previous = MessengerInstanceStatus::default();
+        let next = next_status(&instance, &previous, vec![], Some(&stall), &at(1));
+        let first = notices(&previous, &next, Some(&stall));
+        assert!(first.iter().any(|n| n.stalled && n.reason == "KeysMissing"));
+        assert!(notices(&next, &next, Some(&stall)).is_empty());
     }
 }

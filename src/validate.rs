@@ -11,9 +11,9 @@ use crate::api::{
     Duration, FederationMode, Homeserver, MessengerInstanceSpec, Registration, RegistrationMode,
     Retention, Stage, StageHomeserver,
 };
-use crate::build::homeserver::effective_retention;
-use crate::build::homeserver::owned::{OWNED_RETENTION_KEYS, owned_key, owned_oidc_key};
-use crate::build::homeserver::synapse_keys::{KNOWN_KEYS, SYNAPSE_VERSION};
+use crate::desired::homeserver::effective_retention;
+use crate::desired::homeserver::owned::{OWNED_RETENTION_KEYS, owned_key, owned_oidc_key};
+use crate::desired::homeserver::synapse_keys::{KNOWN_KEYS, SYNAPSE_VERSION};
 
 /// A spec problem, naming the field and the fix.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]

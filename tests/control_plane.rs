@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use caduceus::api::{MessengerInstance, StagePhase};
-use caduceus::build::keys::{SIGNING_KEY, StageSecrets};
+use caduceus::desired::keys::{SIGNING_KEY, StageSecrets};
 use common::*;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};

@@ -15,11 +15,11 @@ use caduceus::api::{
     Backups, DatabaseEngine, ExternalDatabase, Keep, MessengerInstance, PvcRepository, Repository,
     S3Repository, SecretKeyRef, SecretRef, StageRestore, StorageSize,
 };
-use caduceus::build::backup::{self, BackupInputs};
-use caduceus::build::database::cloudnative_pg_cluster_resource;
-use caduceus::build::keys::StageSecrets;
-use caduceus::build::names::StageNames;
-use caduceus::build::{self, Child, StageInputs};
+use caduceus::desired::backup::{self, BackupInputs};
+use caduceus::desired::database::cloudnative_pg_cluster_resource;
+use caduceus::desired::keys::StageSecrets;
+use caduceus::desired::names::StageNames;
+use caduceus::desired::{self, Child, StageInputs};
 use common::*;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
@@ -183,20 +183,20 @@ async fn every_object_of_each_engine_is_accepted_by_the_api_server() {
         let inputs = StageInputs {
             stage,
             secrets: &secrets,
-            release: build::desired_release(&instance, stage),
+            release: desired::desired_release(&instance, stage),
         };
-        let resources = build::build_stage(&instance, &inputs).expect("the stage builds");
-        let mut children = build::children(&instance, vec![resources]);
+        let resources = desired::build_stage(&instance, &inputs).expect("the stage builds");
+        let mut children = desired::children(&instance, vec![resources]);
         // The one-off Jobs: the pre-upgrade backup and a restore.
         let names = StageNames::new(name, &stage.name);
         let backup_inputs = BackupInputs::new(&instance.spec, stage, &names, &namespace).unwrap();
         children.push(Child::new(
             backup::pre_upgrade_backup_job(&backup_inputs, "v1.163.2"),
-            build::Ownership::Owned,
+            desired::Ownership::Owned,
         ));
         children.push(Child::new(
             backup::restore_job(&backup_inputs, "latest"),
-            build::Ownership::Owned,
+            desired::Ownership::Owned,
         ));
         let kinds: Vec<String> = children.iter().map(Child::describe).collect();
         for child in &children {

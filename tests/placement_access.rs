@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use caduceus::api::{FederationMode, MessengerInstance};
-use caduceus::build::Child;
+use caduceus::desired::Child;
 use caduceus::render;
 use common::*;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -180,7 +180,7 @@ async fn the_cloud_beta_and_the_satellite_production_are_placed_and_budgeted() {
                 wait_for::<PodDisruptionBudget>(&admin, &namespace, &format!("{base}-{component}"))
                     .await;
             let spec = budget.spec.as_ref().unwrap();
-            // A single Synapse may be drained (see build::placement): a
+            // A single Synapse may be drained (see desired::placement): a
             // budget that blocks every drain is worse than a short move.
             assert_eq!(
                 spec.max_unavailable,
@@ -646,7 +646,7 @@ async fn every_pod_template_passes_the_restricted_pod_security_standard() {
             .unwrap()),
             ..Default::default()
         },
-        caduceus::build::Ownership::Owned,
+        caduceus::desired::Ownership::Owned,
     );
     let (tried, refused) = refused_pod_templates(&admin, &namespace, &[privileged]).await;
     assert_eq!(

@@ -3,7 +3,7 @@ an older Synapse from PyPI creates the stage's database and holds a user's
 messages and media; the pre-upgrade backup is taken with scripts/backup.sh;
 the pinned Synapse starts on the same database and media and migrates the
 schema; scripts/smoke-test.py passes against it; the old user's data is
-still there; the schema is what the operator's table (src/rollout/schema.rs,
+still there; the schema is what the operator's table (src/plan/rollout/schema.rs,
 `caduceus releases`) says; and the rollback the table allows really runs.
 
 One upgrade is shared by the module's checks (the `upgrade` fixture)."""
@@ -120,7 +120,7 @@ def leave_data_behind(synapse: tools.Synapse, prepared: harness.Prepared, expect
 
 
 def write_keys(keys: Path, prepared: harness.Prepared, run: Path) -> None:
-    """The stage's keys Secret as its volume holds it (src/build/keys.rs)."""
+    """The stage's keys Secret as its volume holds it (src/desired/keys.rs)."""
     keys.mkdir()
     secret_part = yaml.safe_load(prepared.secrets_file.read_text())
     (keys / "signing.key").write_bytes((run / "signing.key").read_bytes())
@@ -137,7 +137,7 @@ def upgrade(components, postgres, old_synapse, tmp_path_factory):
     new_release = f"v{harness.SYNAPSE_VERSION}"
     for release in (old_synapse.release, new_release):
         if release not in table:
-            pytest.fail(f"the operator's schema table (src/rollout/schema.rs) does not know {release}", pytrace=False)
+            pytest.fail(f"the operator's schema table (src/plan/rollout/schema.rs) does not know {release}", pytrace=False)
 
     with tools.Stopwatch("render (caduceus render, both releases)"):
         rendered = render_stage(work, old_synapse.release)

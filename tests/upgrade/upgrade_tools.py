@@ -95,7 +95,7 @@ class Synapse(harness.Synapse):
 
 def operator_table() -> dict[str, tuple[int, int]]:
     """`caduceus releases`: release -> (SCHEMA_VERSION, SCHEMA_COMPAT_VERSION),
-    the table of src/rollout/schema.rs the operator gates rollouts with."""
+    the table of src/plan/rollout/schema.rs the operator gates rollouts with."""
     done = subprocess.run([str(harness.caduceus_binary()), "releases"], capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         raise AssertionError(f"caduceus releases failed:\n{done.stderr}")

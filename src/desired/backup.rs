@@ -1,7 +1,8 @@
 //! Backups and restores of a stage: the scheduled backup CronJob, one-off
 //! backup Jobs (the pre-upgrade backup of a rollout), the restore Job of a
-//! declared restore, the restic repository's claim, the ConfigMap with the
-//! scripts, and the pure reading of what the Jobs reported.
+//! declared restore, the restic repository's claim and the ConfigMap with
+//! the scripts. What the Jobs reported is read by `observe::jobs` and
+//! planned in `plan::backups` and `plan::restore`.
 //!
 //! The scripts in `scripts/` are compiled in and mounted into every Job, so
 //! the Jobs run exactly the scripts the tests run. Each script writes its
@@ -15,20 +16,16 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
-    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodAffinity, PodAffinityTerm,
+    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodAffinity, PodAffinityTerm,
     PodSpec, PodTemplateSpec, ResourceRequirements, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::ObjectMeta;
-use serde::Deserialize;
 use thiserror::Error;
 
-use crate::api::{
-    BackupResult, BackupStatus, Backups, MessengerInstanceSpec, RestorePhase, RestoreStatus, Stage,
-    StagePhase, StageStatus,
-};
+use crate::api::{Backups, MessengerInstanceSpec, Stage};
 
 use super::database::{self, secret_env};
 use super::names::StageNames;
@@ -469,6 +466,14 @@ pub fn parse_schedule(schedule: &str) -> Result<croner::Cron, BackupError> {
         })
 }
 
+/// The first fire time of a schedule strictly after `after`.
+pub fn fires_after(cron: &croner::Cron, after: Timestamp) -> Option<Timestamp> {
+    let zoned = after.to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC);
+    cron.find_next_occurrence(&zoned, false)
+        .ok()
+        .map(|next| next.timestamp())
+}
+
 /// The scheduled backup CronJob of a stage.
 pub fn cron_job(inputs: &BackupInputs<'_>) -> Result<CronJob, BackupError> {
     let schedule = inputs.backups.schedule.trim();
@@ -566,408 +571,6 @@ pub fn restore_job(inputs: &BackupInputs<'_>, snapshot: &str) -> Job {
         )),
         ..Job::default()
     }
-}
-
-// ---------------------------------------------------------------------------
-// Reading what the Jobs reported.
-
-/// The result line the scripts print and write to the termination message.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-pub struct ScriptResult {
-    /// `success`, `failure` or (restore only) `refused`.
-    pub result: String,
-    #[serde(default)]
-    pub snapshot: Option<String>,
-    #[serde(default)]
-    pub message: Option<String>,
-    #[serde(default)]
-    pub warning: Option<String>,
-}
-
-/// Parses the script's result from a termination message (the last line
-/// that is a JSON object, since a log tail may precede it).
-pub fn parse_result(message: &str) -> Option<ScriptResult> {
-    message
-        .lines()
-        .rev()
-        .map(str::trim)
-        .filter(|line| line.starts_with('{'))
-        .find_map(|line| serde_json::from_str(line).ok())
-}
-
-/// How a finished Job ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JobOutcome {
-    pub job: String,
-    pub succeeded: bool,
-    pub finished: Time,
-    /// The script's result, if a pod of the Job still shows it.
-    pub result: Option<ScriptResult>,
-    /// The Job's own reason for failing (for example a deadline).
-    pub job_message: Option<String>,
-}
-
-/// The script result in the termination messages of a Job's pods (the
-/// newest pod that has one).
-fn pod_result(job: &Job, pods: &[Pod]) -> Option<ScriptResult> {
-    let uid = job.metadata.uid.as_deref()?;
-    let mut results: Vec<(Option<Time>, ScriptResult)> = pods
-        .iter()
-        .filter(|pod| {
-            pod.metadata
-                .owner_references
-                .as_ref()
-                .is_some_and(|owners| owners.iter().any(|owner| owner.uid == uid))
-        })
-        .filter_map(|pod| {
-            let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
-            statuses.iter().find_map(|status| {
-                let terminated = status.state.as_ref()?.terminated.as_ref()?;
-                let result = parse_result(terminated.message.as_deref()?)?;
-                Some((terminated.finished_at.clone(), result))
-            })
-        })
-        .collect();
-    results.sort_by_key(|(finished, _)| finished.as_ref().map(|t| t.0));
-    results.pop().map(|(_, result)| result)
-}
-
-/// The outcome of a Job, or `None` while it runs.
-pub fn job_outcome(job: &Job, pods: &[Pod]) -> Option<JobOutcome> {
-    let status = job.status.as_ref()?;
-    let conditions = status.conditions.as_deref().unwrap_or_default();
-    let finished = conditions
-        .iter()
-        .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")?;
-    let succeeded = finished.type_ == "Complete";
-    let time = status
-        .completion_time
-        .clone()
-        .filter(|_| succeeded)
-        .or_else(|| finished.last_transition_time.clone())
-        .or_else(|| job.metadata.creation_timestamp.clone())?;
-    Some(JobOutcome {
-        job: job.metadata.name.clone().unwrap_or_default(),
-        succeeded,
-        finished: time,
-        result: pod_result(job, pods),
-        job_message: finished.message.clone().filter(|m| !m.is_empty()),
-    })
-}
-
-/// Whether a Job is one of this stage's Jobs of a component.
-fn is_stage_job(job: &Job, names: &StageNames, component: &str) -> bool {
-    let labels = job.metadata.labels.as_ref();
-    let selector = names.selector(component);
-    labels.is_some_and(|labels| {
-        selector
-            .iter()
-            .all(|(key, value)| labels.get(key) == Some(value))
-    })
-}
-
-/// The stage's backup status from its backup Jobs (scheduled and one-off)
-/// and their pods, keeping what the previous status recorded about Jobs
-/// that are gone since (history limits delete old Jobs).
-pub fn backup_status(
-    previous: Option<&BackupStatus>,
-    names: &StageNames,
-    jobs: &[Job],
-    pods: &[Pod],
-) -> Option<BackupStatus> {
-    let mut outcomes: Vec<JobOutcome> = jobs
-        .iter()
-        .filter(|job| is_stage_job(job, names, COMPONENT))
-        .filter_map(|job| job_outcome(job, pods))
-        .collect();
-    outcomes.sort_by_key(|outcome| outcome.finished.0);
-    let mut status = previous.cloned().unwrap_or_default();
-    let is_newer =
-        |time: &Time, than: &Option<Time>| than.as_ref().is_none_or(|than| time.0 > than.0);
-    for outcome in outcomes {
-        let script = outcome.result.as_ref();
-        // A Job can complete while the script reported a failure only if the
-        // image's shell hid the exit status; trust the script's own word.
-        let succeeded = outcome.succeeded && script.is_none_or(|r| r.result == "success");
-        if succeeded && is_newer(&outcome.finished, &status.last_success_time) {
-            status.last_success_time = Some(outcome.finished.clone());
-            status.last_success_snapshot = script.and_then(|r| r.snapshot.clone());
-        }
-        if is_newer(&outcome.finished, &status.last_time)
-            || (status.last_time.as_ref() == Some(&outcome.finished)
-                && status.last_job.as_deref() != Some(outcome.job.as_str()))
-        {
-            status.last_time = Some(outcome.finished.clone());
-            status.last_job = Some(outcome.job.clone());
-            status.last_result = Some(if succeeded {
-                BackupResult::Succeeded
-            } else {
-                BackupResult::Failed
-            });
-            status.last_message = if succeeded {
-                script.and_then(|r| r.warning.clone())
-            } else {
-                Some(
-                    script
-                        .and_then(|r| r.message.clone())
-                        .or(outcome.job_message.clone())
-                        .unwrap_or_else(|| {
-                            format!("Job {} failed; see its pod's log", outcome.job)
-                        }),
-                )
-            };
-        }
-    }
-    (status != BackupStatus::default()).then_some(status)
-}
-
-/// The first fire time of a schedule strictly after `after`.
-fn fires_after(cron: &croner::Cron, after: Timestamp) -> Option<Timestamp> {
-    let zoned = after.to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC);
-    cron.find_next_occurrence(&zoned, false)
-        .ok()
-        .map(|next| next.timestamp())
-}
-
-/// Whether a stage's backups are healthy.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BackupHealth {
-    /// The last backup succeeded and is recent.
-    Healthy,
-    /// No backup was due yet.
-    Pending,
-    /// The last backup failed, but the last success is still recent.
-    Failing { message: String },
-    /// No success within two scheduled runs.
-    Stale { message: String },
-}
-
-impl BackupHealth {
-    /// The condition the instance shows for it: `(type, reason, message)`,
-    /// or `None` when all is well.
-    pub fn condition(&self) -> Option<(&'static str, &'static str, String)> {
-        match self {
-            Self::Healthy | Self::Pending => None,
-            Self::Failing { message } => Some(("BackupsFailing", "BackupFailed", message.clone())),
-            Self::Stale { message } => Some(("BackupsStale", "NoRecentBackup", message.clone())),
-        }
-    }
-}
-
-/// Judges a stage's backups: stale when the schedule has fired twice since
-/// the last success (for a regular schedule: the last success is older
-/// than twice the interval), with a grace of half an interval (at most an
-/// hour) for the running backup to finish. `since` is when backups began
-/// (the CronJob's creation), for a stage that never had a success.
-pub fn backup_health(
-    stage: &str,
-    schedule: &str,
-    status: Option<&BackupStatus>,
-    since: Timestamp,
-    now: Timestamp,
-) -> Result<BackupHealth, BackupError> {
-    let cron = parse_schedule(schedule.trim())?;
-    let never = || BackupError::NeverFires {
-        schedule: schedule.to_owned(),
-    };
-    let last_success = status
-        .and_then(|s| s.last_success_time.as_ref())
-        .map(|t| t.0);
-    let reference = last_success.unwrap_or(since);
-    let first = fires_after(&cron, reference).ok_or_else(never)?;
-    let second = fires_after(&cron, first).ok_or_else(never)?;
-    let grace = SignedDuration::from_secs(((second.as_second() - first.as_second()) / 2).min(3600));
-    let deadline = second.checked_add(grace).unwrap_or(second);
-    let last_failure = status
-        .filter(|s| s.last_result == Some(BackupResult::Failed))
-        .map(|s| {
-            format!(
-                "the last backup (Job {}) failed: {}",
-                s.last_job.as_deref().unwrap_or("?"),
-                s.last_message.as_deref().unwrap_or("no message")
-            )
-        });
-    if now > deadline {
-        let since_text = match (
-            last_success,
-            status.and_then(|s| s.last_success_snapshot.as_deref()),
-        ) {
-            (Some(time), Some(snapshot)) => {
-                format!("the last successful backup was at {time} (snapshot {snapshot})")
-            }
-            (Some(time), None) => format!("the last successful backup was at {time}"),
-            (None, _) => format!("no backup has succeeded since backups began at {since}"),
-        };
-        let mut message = format!(
-            "stage {stage}: {since_text}, more than two runs of schedule \"{schedule}\" ago"
-        );
-        if let Some(failure) = last_failure {
-            message.push_str("; ");
-            message.push_str(&failure);
-        }
-        message.push_str("; check the backup Jobs (kubectl get jobs -l app.kubernetes.io/component=backup) and spec.backups");
-        return Ok(BackupHealth::Stale { message });
-    }
-    if let Some(failure) = last_failure {
-        return Ok(BackupHealth::Failing {
-            message: format!("stage {stage}: {failure}"),
-        });
-    }
-    Ok(if last_success.is_some() {
-        BackupHealth::Healthy
-    } else {
-        BackupHealth::Pending
-    })
-}
-
-// ---------------------------------------------------------------------------
-// Declared restores.
-
-/// What the operator does about a stage's declared restore.
-#[derive(Clone, Debug, PartialEq)]
-pub enum RestoreAction {
-    /// No restore is declared, or it is finished: nothing to do.
-    None,
-    /// Run (or keep running) this Job; Synapse stays stopped meanwhile.
-    Run(Box<Job>),
-    /// Keep Synapse stopped and wait for a person: the restore failed.
-    Hold,
-}
-
-/// The gate before a restore: only a stage that has never been ready is
-/// restored; a running stage has live data.
-pub fn restore_refusal(stage: &Stage, previous: Option<&StageStatus>) -> Option<String> {
-    let request = stage.restore.as_ref()?;
-    let previous = previous?;
-    // A restore of this request that started or finished is no refusal: the
-    // stage was not running when it began.
-    let underway = previous
-        .restore
-        .as_ref()
-        .is_some_and(|r| r.requested == request.snapshot && r.phase != RestorePhase::Refused);
-    let has_run = previous.phase == StagePhase::Ready || previous.ready_since.is_some();
-    (has_run && !underway).then(|| {
-        format!(
-            "stage {}: stages[].restore is refused because the stage is running with live data; a restore only goes into a stage that has never been ready. \
-             Remove stages[].restore, or add a new stage with the restore",
-            stage.name
-        )
-    })
-}
-
-/// The restore status and the action for a stage, from its declared
-/// restore, its previous status, and the restore Job (if any) with its pods.
-/// `None` status when no restore was ever declared.
-pub fn plan_restore(
-    inputs: Option<&BackupInputs<'_>>,
-    stage: &Stage,
-    previous: Option<&StageStatus>,
-    jobs: &[Job],
-    pods: &[Pod],
-) -> (Option<RestoreStatus>, RestoreAction) {
-    let before = previous.and_then(|p| p.restore.clone());
-    let (Some(request), Some(inputs)) = (stage.restore.as_ref(), inputs) else {
-        // Removing the field ends a restore; the record stays.
-        return (before, RestoreAction::None);
-    };
-    let snapshot = request.snapshot.as_str();
-    if let Some(done) = before.as_ref().filter(|b| b.requested == snapshot)
-        && matches!(done.phase, RestorePhase::Succeeded | RestorePhase::Refused)
-    {
-        return (before, RestoreAction::None);
-    }
-    if let Some(message) = restore_refusal(stage, previous) {
-        let status = RestoreStatus {
-            requested: snapshot.to_owned(),
-            phase: RestorePhase::Refused,
-            message: Some(message),
-            ..RestoreStatus::default()
-        };
-        return (Some(status), RestoreAction::None);
-    }
-    let job = restore_job(inputs, snapshot);
-    let job_name = job.metadata.name.clone().unwrap_or_default();
-    let live = jobs.iter().find(|j| {
-        j.metadata.name.as_deref() == Some(job_name.as_str())
-            && is_stage_job(j, inputs.names, RESTORE_COMPONENT)
-    });
-    let Some(live) = live else {
-        let status = RestoreStatus {
-            requested: snapshot.to_owned(),
-            phase: RestorePhase::Pending,
-            job: Some(job_name),
-            message: Some(
-                "starting the restore Job; Synapse stays stopped until it finishes".into(),
-            ),
-            ..RestoreStatus::default()
-        };
-        return (Some(status), RestoreAction::Run(Box::new(job)));
-    };
-    let Some(outcome) = job_outcome(live, pods) else {
-        let status = RestoreStatus {
-            requested: snapshot.to_owned(),
-            phase: RestorePhase::Running,
-            job: Some(job_name),
-            message: Some("restoring the database, media and keys; Synapse stays stopped".into()),
-            ..RestoreStatus::default()
-        };
-        return (Some(status), RestoreAction::Run(Box::new(job)));
-    };
-    let result = outcome.result.clone().unwrap_or_default();
-    let (phase, message, action) = if outcome.succeeded && result.result != "failure" {
-        (
-            RestorePhase::Succeeded,
-            format!(
-                "restored snapshot {}; Synapse starts",
-                result.snapshot.as_deref().unwrap_or(snapshot)
-            ),
-            RestoreAction::None,
-        )
-    } else if result.result == "refused" {
-        // Nothing was changed, so Synapse may run again on its data.
-        (
-            RestorePhase::Refused,
-            result
-                .message
-                .unwrap_or_else(|| "the database is not empty".into()),
-            RestoreAction::None,
-        )
-    } else {
-        let why = result
-            .message
-            .or(outcome.job_message.clone())
-            .unwrap_or_else(|| format!("Job {} failed; see its pod's log", outcome.job));
-        (
-            RestorePhase::Failed,
-            format!(
-                "{why}. Synapse stays stopped; fix the cause, then delete Job {} to retry, or remove stages[].restore",
-                outcome.job
-            ),
-            RestoreAction::Hold,
-        )
-    };
-    let status = RestoreStatus {
-        requested: snapshot.to_owned(),
-        phase,
-        snapshot: result.snapshot.filter(|_| phase == RestorePhase::Succeeded),
-        job: Some(job_name),
-        message: Some(message),
-        finished_at: Some(outcome.finished),
-    };
-    (Some(status), action)
-}
-
-/// Whether Synapse must stay stopped (zero replicas) for a restore: from the
-/// moment it is declared until it succeeded or was refused.
-pub fn hold_synapse(action: &RestoreAction) -> bool {
-    !matches!(action, RestoreAction::None)
-}
-
-/// Whether the operator may mint a new identity (keys Secret) for a stage
-/// that has none: not when the stage is to be restored, since the restore
-/// brings the stage's identity back and a new one would be refused by it.
-pub fn may_mint_keys(stage: &Stage) -> bool {
-    stage.restore.is_none()
 }
 
 #[cfg(test)]

@@ -4,10 +4,17 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
 use super::*;
 use crate::api::{
-    Keep, PvcRepository, Repository, S3Repository, SecretRef, StageRestore, StorageSize,
+    BackupResult, BackupStatus, Keep, PvcRepository, Repository, RestorePhase, S3Repository,
+    SecretRef, StagePhase, StageRestore, StageStatus, StorageSize,
 };
+use crate::observe::jobs::parse_result;
+use crate::plan::backups::{BackupHealth, backup_health, backup_status};
+use crate::plan::restore::{RestoreAction, hold_synapse, may_mint_keys, plan_restore};
 
 fn backups() -> Backups {
     Backups {

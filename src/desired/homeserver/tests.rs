@@ -2,7 +2,7 @@ use serde_json::json;
 
 use super::*;
 use crate::api::MessengerInstanceSpec;
-use crate::build::database::DatabaseConnection;
+use crate::desired::database::DatabaseConnection;
 
 /// A spec with one stage `beta` from the YAML of `spec.homeserver` and the
 /// stage's `homeserver` (either may be empty).
@@ -225,7 +225,7 @@ fn federation_listener_matches_the_statefulset_decision() {
         let instance = crate::api::MessengerInstance::new("um", s.clone());
         assert_eq!(
             federation_listener(&s, &s.stages[0]),
-            crate::build::federation_enabled(&instance, &s.stages[0]),
+            crate::desired::federation_enabled(&instance, &s.stages[0]),
             "{mode}"
         );
     }

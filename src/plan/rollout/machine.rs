@@ -24,14 +24,8 @@ use super::windows::{WindowState, human, window_state};
 /// The most rollouts kept in a stage's history.
 pub const HISTORY_LIMIT: usize = 10;
 
-/// What is observed of a Job the rollout runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum JobState {
-    Absent,
-    Running,
-    Succeeded,
-    Failed(String),
-}
+/// What is observed of a Job the rollout runs (read by `observe::jobs`).
+pub use crate::observe::jobs::JobState;
 
 /// What is observed of the stage's Synapse.
 #[derive(Clone, Debug, PartialEq, Eq)]

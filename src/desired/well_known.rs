@@ -93,10 +93,10 @@ pub fn nginx_server(federation: bool) -> String {
 mod tests {
     use super::*;
     use crate::api::{Hostname, MessengerInstanceSpec, Release, Version};
-    use crate::build::database;
-    use crate::build::homeserver;
-    use crate::build::keys::StageSecrets;
-    use crate::build::names::StageNames;
+    use crate::desired::database;
+    use crate::desired::homeserver;
+    use crate::desired::keys::StageSecrets;
+    use crate::desired::names::StageNames;
 
     fn stage() -> Stage {
         Stage {

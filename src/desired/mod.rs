@@ -1,6 +1,7 @@
-//! Pure builders: spec plus observed facts in, desired objects out. Nothing
-//! here talks to a cluster, so `caduceus render` and the controller build the
-//! very same objects.
+//! Desired: pure builders from the spec and the plan's decisions to
+//! objects, including Jobs, owner references and the replica hold of a
+//! restore. Nothing here reads a cluster or decides a step: `plan` decides,
+//! and `caduceus render` and the controller build from the same plan.
 
 pub mod backup;
 pub mod database;
@@ -16,6 +17,7 @@ pub mod synapse;
 pub mod well_known;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -27,6 +29,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::api::{MessengerInstance, Release, Stage};
+use crate::plan::rollout::machine::Decision;
 
 use self::homeserver::HomeserverError;
 use self::keys::StageSecrets;
@@ -394,5 +397,67 @@ pub fn children(instance: &MessengerInstance, stages: Vec<StageResources>) -> Ve
             }
             child
         })
+        .collect()
+}
+
+/// Keeps Synapse stopped (zero replicas), while its data is being restored.
+pub fn hold_synapse(resources: &mut StageResources) {
+    if let Some(spec) = resources.synapse.spec.as_mut() {
+        spec.replicas = Some(0);
+    }
+}
+
+/// The Jobs a rollout decision starts: the pre-upgrade backup and the smoke
+/// test of the target release.
+pub fn rollout_jobs(
+    instance: &MessengerInstance,
+    stage: &Stage,
+    names: &StageNames,
+    namespace: &str,
+    decision: &Decision,
+) -> Vec<Job> {
+    let spec = &instance.spec;
+    let mut jobs = Vec::new();
+    if let (Some(release), Some(inputs)) = (
+        &decision.start_backup,
+        backup::BackupInputs::new(spec, stage, names, namespace),
+    ) {
+        jobs.push(backup::pre_upgrade_backup_job(
+            &inputs,
+            release.synapse.as_str(),
+        ));
+    }
+    if let Some(release) = &decision.start_smoke_test {
+        // The smoke test's private room comes out encrypted under `all` and
+        // `invite`; it checks that when the configuration promises it.
+        let encrypted = matches!(
+            homeserver::homeserver_config(spec, stage)
+                .get("encryption_enabled_by_default_for_room_type")
+                .and_then(|v| v.as_str()),
+            Some("all" | "invite")
+        );
+        jobs.push(smoke::job(spec, names, namespace, release, encrypted));
+    }
+    jobs
+}
+
+/// A stage's Jobs as children, in creation order: the restore Job, then the
+/// rollout's Jobs, which carry the controller owner reference. The restore
+/// Job carries none, as it always has, so it outlives the instance like
+/// the data it wrote.
+pub fn stage_jobs(
+    instance: &MessengerInstance,
+    restore: Option<Job>,
+    rollout: Vec<Job>,
+) -> Vec<Child> {
+    let owner = owner_reference(instance);
+    restore
+        .map(|job| Child::new(job, Ownership::Owned))
+        .into_iter()
+        .chain(rollout.into_iter().map(|job| {
+            let mut child = Child::new(job, Ownership::Owned);
+            child.object.metadata.owner_references = owner.clone().map(|owner| vec![owner]);
+            child
+        }))
         .collect()
 }
