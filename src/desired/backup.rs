@@ -17,9 +17,8 @@ use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplat
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
     PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodAffinity, PodAffinityTerm,
-    PodSpec, PodTemplateSpec, ResourceRequirements, Volume, VolumeMount,
+    PodSpec, PodTemplateSpec, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ObjectMeta;
@@ -31,7 +30,8 @@ use super::database::{self, secret_env};
 use super::names::StageNames;
 use super::placement;
 use super::pod::{
-    image, pull_policy, pull_secrets, restricted_container, restricted_pod, stage_meta,
+    container_resources, image, pull_policy, pull_secrets, restricted_container, restricted_pod,
+    stage_meta,
 };
 use super::synapse::{self, SYNAPSE_UID, volume_claim};
 
@@ -380,17 +380,7 @@ fn pod_template(inputs: &BackupInputs<'_>, task: Task<'_>) -> PodTemplateSpec {
         image_pull_policy: pull_policy(&spec.images),
         command: Some(vec!["/bin/sh".into(), format!("{SCRIPTS_MOUNT}/{script}")]),
         env: Some(vars),
-        resources: Some(ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".to_owned(), Quantity("100m".into())),
-                ("memory".to_owned(), Quantity("256Mi".into())),
-            ])),
-            limits: Some(BTreeMap::from([(
-                "memory".to_owned(),
-                Quantity("2Gi".into()),
-            )])),
-            ..ResourceRequirements::default()
-        }),
+        resources: Some(container_resources("100m", "256Mi", "2Gi")),
         security_context: Some(restricted_container()),
         volume_mounts: Some(mounts),
         termination_message_path: Some("/dev/termination-log".into()),

@@ -10,7 +10,7 @@ use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdate
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
     PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, Secret, SecretKeySelector, Service, ServiceSpec, Volume, VolumeMount,
+    Secret, SecretKeySelector, Service, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -24,8 +24,8 @@ use super::keys::{DATABASE_PASSWORD, StageSecrets};
 use super::names::StageNames;
 use super::placement::{self, PodPlacement};
 use super::pod::{
-    POSTGRES_IMAGE, image, pull_policy, pull_secrets, restricted_container, restricted_pod,
-    stage_meta,
+    POSTGRES_IMAGE, container_resources, image, pull_policy, pull_secrets, restricted_container,
+    restricted_pod, stage_meta,
 };
 use super::synapse::{service_port, volume_claim};
 
@@ -354,17 +354,7 @@ pub fn managed_stateful_set(
         startup_probe: Some(probe(10, 60)),
         readiness_probe: Some(probe(10, 3)),
         liveness_probe: Some(probe(30, 5)),
-        resources: Some(ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".to_owned(), Quantity("250m".into())),
-                ("memory".to_owned(), Quantity("512Mi".into())),
-            ])),
-            limits: Some(BTreeMap::from([(
-                "memory".to_owned(),
-                Quantity("2Gi".into()),
-            )])),
-            ..ResourceRequirements::default()
-        }),
+        resources: Some(container_resources("250m", "512Mi", "2Gi")),
         security_context: Some(restricted_container()),
         volume_mounts: Some(vec![
             volume_mount("data", DATA_MOUNT),

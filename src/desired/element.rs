@@ -18,8 +18,8 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    HTTPGetAction, KeyToPath, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Service,
-    ServicePort, ServiceSpec, Volume, VolumeMount,
+    HTTPGetAction, KeyToPath, PodSpec, PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -33,8 +33,8 @@ use super::content_hash;
 use super::names::{CONFIG_HASH_ANNOTATION, StageNames};
 use super::placement::{Component, pod_placement};
 use super::pod::{
-    ELEMENT_WEB_REPOSITORY, annotation, image, pull_policy, pull_secrets, restricted_container,
-    restricted_pod, stage_meta,
+    ELEMENT_WEB_REPOSITORY, annotation, container_resources, image, pull_policy, pull_secrets,
+    restricted_container, restricted_pod, stage_meta,
 };
 use super::well_known::{
     self, CLIENT_FILE, NGINX_FILE, SERVER_FILE, WELL_KNOWN_DIR, WELL_KNOWN_PORT,
@@ -235,17 +235,7 @@ pub fn deployment(inputs: &ElementInputs<'_>) -> Deployment {
         ]),
         readiness_probe: Some(probe(10)),
         liveness_probe: Some(probe(30)),
-        resources: Some(ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".to_owned(), Quantity("10m".into())),
-                ("memory".to_owned(), Quantity("32Mi".into())),
-            ])),
-            limits: Some(BTreeMap::from([(
-                "memory".to_owned(),
-                Quantity("128Mi".into()),
-            )])),
-            ..ResourceRequirements::default()
-        }),
+        resources: Some(container_resources("10m", "32Mi", "128Mi")),
         security_context: Some(restricted_container()),
         // The emptyDir for conf.d comes before the file mounted into it.
         volume_mounts: Some(vec![

@@ -1,11 +1,13 @@
-//! Pieces every pod template shares: the restricted security context,
-//! object metadata and image names.
+//! The shared pod and container builder: the restricted security context,
+//! object metadata, image names and resources every pod template uses.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, LocalObjectReference, PodSecurityContext, SeccompProfile, SecurityContext,
+    Capabilities, LocalObjectReference, PodSecurityContext, ResourceRequirements, SeccompProfile,
+    SecurityContext,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::ObjectMeta;
 
 use crate::api::{Images, PullPolicy};
@@ -115,6 +117,26 @@ pub fn pull_secrets(images: &Images) -> Option<Vec<LocalObjectReference>> {
 /// Annotations with one entry.
 pub fn annotation(key: &str, value: String) -> BTreeMap<String, String> {
     BTreeMap::from([(key.to_owned(), value)])
+}
+
+/// Container resources: CPU and memory requests, and a memory limit (no CPU
+/// limit: a container may use idle CPU, but never more memory than its limit).
+pub fn container_resources(
+    cpu_request: &str,
+    memory_request: &str,
+    memory_limit: &str,
+) -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), Quantity(cpu_request.into())),
+            ("memory".to_owned(), Quantity(memory_request.into())),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_owned(),
+            Quantity(memory_limit.into()),
+        )])),
+        ..ResourceRequirements::default()
+    }
 }
 
 #[cfg(test)]

@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SecretKeySelector, Volume, VolumeMount,
+    SecretKeySelector, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::ObjectMeta;
 
 use crate::api::{MessengerInstanceSpec, Release};
@@ -19,8 +18,8 @@ use super::homeserver::CLIENT_PORT;
 use super::keys::REGISTRATION_SHARED_SECRET;
 use super::names::{SMOKE_TEST_COMPONENT, StageNames};
 use super::pod::{
-    SYNAPSE_REPOSITORY, image, pull_policy, pull_secrets, restricted_container, restricted_pod,
-    stage_meta,
+    SYNAPSE_REPOSITORY, container_resources, image, pull_policy, pull_secrets,
+    restricted_container, restricted_pod, stage_meta,
 };
 use super::synapse::SYNAPSE_UID;
 
@@ -96,17 +95,7 @@ pub fn job(
         env: Some(env),
         security_context: Some(restricted_container()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        resources: Some(ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".to_owned(), Quantity("50m".into())),
-                ("memory".to_owned(), Quantity("64Mi".into())),
-            ])),
-            limits: Some(BTreeMap::from([(
-                "memory".to_owned(),
-                Quantity("256Mi".into()),
-            )])),
-            ..ResourceRequirements::default()
-        }),
+        resources: Some(container_resources("50m", "64Mi", "256Mi")),
         volume_mounts: Some(vec![VolumeMount {
             name: "script".into(),
             mount_path: SCRIPT_DIR.into(),

@@ -8,9 +8,8 @@ use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdate
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     HTTPGetAction, KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    Secret, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, Secret, SecretVolumeSource,
+    Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -29,7 +28,8 @@ use super::names::{CONFIG_HASH_ANNOTATION, StageNames};
 use super::placement::PodPlacement;
 use super::pod::SYNAPSE_REPOSITORY;
 use super::pod::{
-    annotation, image, pull_policy, pull_secrets, restricted_container, restricted_pod, stage_meta,
+    annotation, container_resources, image, pull_policy, pull_secrets, restricted_container,
+    restricted_pod, stage_meta,
 };
 
 /// The component label of Synapse's objects.
@@ -176,17 +176,7 @@ pub fn stateful_set(inputs: &SynapseInputs<'_>) -> StatefulSet {
         startup_probe: Some(health(10, 360)),
         readiness_probe: Some(health(10, 3)),
         liveness_probe: Some(health(30, 5)),
-        resources: Some(ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".to_owned(), Quantity("500m".into())),
-                ("memory".to_owned(), Quantity("1Gi".into())),
-            ])),
-            limits: Some(BTreeMap::from([(
-                "memory".to_owned(),
-                Quantity("4Gi".into()),
-            )])),
-            ..ResourceRequirements::default()
-        }),
+        resources: Some(container_resources("500m", "1Gi", "4Gi")),
         security_context: Some(restricted_container()),
         volume_mounts: Some(vec![
             mount("config", CONFIG_DIR),
