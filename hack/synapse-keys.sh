@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates src/desired/homeserver/synapse_keys.rs: every top-level
+# Regenerates src/settings_keys/synapse_keys.rs: every top-level
 # homeserver.yaml key the pinned Synapse knows, so that a typo in
 # `homeserver.settings` is refused with a did-you-mean instead of being
 # silently ignored by Synapse.
@@ -27,7 +27,7 @@ if [[ ! -d "$sdist_dir/matrix_synapse-$version" ]]; then
 fi
 doc="$sdist_dir/matrix_synapse-$version/docs/usage/configuration/config_documentation.md"
 
-"$venv/bin/python" - "$doc" "$version" >src/desired/homeserver/synapse_keys.rs <<'PY'
+"$venv/bin/python" - "$doc" "$version" >src/settings_keys/synapse_keys.rs <<'PY'
 import ast
 import pathlib
 import re
@@ -97,4 +97,4 @@ for key in keys:
     print(f'    "{key}",')
 print("];")
 PY
-echo "wrote src/desired/homeserver/synapse_keys.rs ($(grep -c '^    "' src/desired/homeserver/synapse_keys.rs) keys)" >&2
+echo "wrote src/settings_keys/synapse_keys.rs ($(grep -c '^    "' src/settings_keys/synapse_keys.rs) keys)" >&2

@@ -35,5 +35,6 @@ pub mod promote;
 pub mod rbac;
 pub mod reconcile;
 pub mod render;
+pub mod settings_keys;
 pub mod status;
 pub mod validate;

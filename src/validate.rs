@@ -7,13 +7,13 @@
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::api::effective_retention;
 use crate::api::{
     Duration, FederationMode, Homeserver, MessengerInstanceSpec, Registration, RegistrationMode,
     Retention, Stage, StageHomeserver,
 };
-use crate::desired::homeserver::effective_retention;
-use crate::desired::homeserver::owned::{OWNED_RETENTION_KEYS, owned_key, owned_oidc_key};
-use crate::desired::homeserver::synapse_keys::{KNOWN_KEYS, SYNAPSE_VERSION};
+use crate::settings_keys::owned::{OWNED_RETENTION_KEYS, owned_key, owned_oidc_key};
+use crate::settings_keys::synapse_keys::{KNOWN_KEYS, SYNAPSE_VERSION};
 
 /// A spec problem, naming the field and the fix.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]

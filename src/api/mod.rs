@@ -1,10 +1,12 @@
 //! The `MessengerInstance` API (`caduceus.dev/v1alpha1`).
 
 pub mod admission;
+mod effective;
 mod spec;
 mod status;
 pub mod values;
 
+pub use effective::effective_retention;
 pub use spec::*;
 pub use status::*;
 pub use values::{Duration, Hostname, StorageSize, Version};

@@ -21,16 +21,14 @@
 //!    it holds regardless).
 
 mod merge;
-pub mod owned;
 mod profile;
-pub mod synapse_keys;
 
 use serde_json::{Map, Value, json};
 use thiserror::Error;
 
 use crate::api::{
     Duration, Encryption, Federation, FederationMode, MessengerInstanceSpec, OidcProvider, Profile,
-    Registration, RegistrationMode, Retention, Stage,
+    Registration, RegistrationMode, Retention, Stage, effective_retention,
 };
 use crate::validate::{ValidationError, homeserver_problems};
 
@@ -179,36 +177,6 @@ pub fn effective<'a>(spec: &'a MessengerInstanceSpec, stage: &'a Stage) -> Effec
         .into_iter()
         .flatten()
         .collect(),
-    }
-}
-
-/// The retention policy in force on a stage: each field of the stage's
-/// override replaces the instance's.
-pub fn effective_retention(spec: &MessengerInstanceSpec, stage: &Stage) -> Option<Retention> {
-    let instance = spec.homeserver.retention.as_ref();
-    let stage = stage.homeserver.as_ref().and_then(|o| o.retention.as_ref());
-    match (instance, stage) {
-        (None, None) => None,
-        (Some(only), None) | (None, Some(only)) => Some(only.clone()),
-        (Some(base), Some(over)) => Some(Retention {
-            enabled: over.enabled.or(base.enabled),
-            default_max_lifetime: over
-                .default_max_lifetime
-                .clone()
-                .or_else(|| base.default_max_lifetime.clone()),
-            allowed_min_lifetime: over
-                .allowed_min_lifetime
-                .clone()
-                .or_else(|| base.allowed_min_lifetime.clone()),
-            allowed_max_lifetime: over
-                .allowed_max_lifetime
-                .clone()
-                .or_else(|| base.allowed_max_lifetime.clone()),
-            purge_interval: over
-                .purge_interval
-                .clone()
-                .or_else(|| base.purge_interval.clone()),
-        }),
     }
 }
 

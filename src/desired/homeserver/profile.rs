@@ -68,8 +68,8 @@ fn hospital_baseline() -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::super::synapse_keys::KNOWN_KEYS;
     use super::*;
+    use crate::settings_keys::synapse_keys::KNOWN_KEYS;
 
     #[test]
     fn every_baseline_key_is_a_synapse_key() {
