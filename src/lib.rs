@@ -14,14 +14,12 @@
 //! - `status`: pure derivation of the status and its Events.
 //!
 //! Only `observe` (through `children`' caches), `apply`, `context` and
-//! `controller` hold the operator's client; the CLI (`cli`, `cli_backups`,
-//! `promote`) has its own.
+//! `controller` hold the operator's client; the CLI (`cli/`) has its own.
 
 pub mod api;
 pub mod apply;
 pub mod children;
 pub mod cli;
-pub mod cli_backups;
 pub mod context;
 pub mod controller;
 pub mod desired;
@@ -31,7 +29,6 @@ pub mod metrics;
 pub mod observe;
 pub mod pipeline;
 pub mod plan;
-pub mod promote;
 pub mod rbac;
 pub mod reconcile;
 pub mod render;

@@ -6,6 +6,9 @@
 use jiff::Timestamp;
 use thiserror::Error;
 
+use serde_json::json;
+
+use super::gitops::{Insert, StageKeyEdit, set_stage_key};
 use crate::api::{MessengerInstance, Release, StagePhase, Version};
 use crate::plan::rollout::machine::{Source, schema_refusal, soak_gate};
 
@@ -90,109 +93,21 @@ pub fn set_release_pin(
     release: &Release,
     file: &str,
 ) -> Result<String, PromoteError> {
-    let edit_error = |problem: &str| PromoteError::Edit {
-        file: file.into(),
-        problem: problem.into(),
-    };
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let indent = |line: &str| line.len() - line.trim_start().len();
-    let is_name = |line: &str| {
-        let trimmed = line.trim_start().trim_start_matches("- ").trim_start();
-        trimmed
-            .strip_prefix("name:")
-            .map(|value| {
-                value
-                    .split('#')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .trim_matches(['"', '\''])
-                    == stage
-            })
-            .unwrap_or(false)
-    };
-    let stages_at = lines
-        .iter()
-        .position(|line| line.trim_start().starts_with("stages:") && indent(line) == 2)
-        .ok_or_else(|| {
-            edit_error("no spec.stages block found (block style `stages:` under `spec:` is needed)")
-        })?;
-    // The stage's item: from its `- ` line to the next item or the block's end.
-    let item_start = (stages_at + 1..lines.len())
-        .find(|&i| {
-            let line = lines[i];
-            line.trim_start().starts_with("- ")
-                && (is_name(line)
-                    || (i + 1 < lines.len()
-                        && !lines[i + 1].trim_start().starts_with("- ")
-                        && is_name_in_item(&lines, i, &is_name)))
-        })
-        .ok_or_else(|| edit_error(&format!("stage {stage} not found under spec.stages")))?;
-    let dash_indent = indent(lines[item_start]);
-    let key_indent = dash_indent + 2;
-    let item_end = (item_start + 1..lines.len())
-        .find(|&i| {
-            let line = lines[i];
-            !line.trim().is_empty()
-                && !line.trim_start().starts_with('#')
-                && indent(line) <= dash_indent
-        })
-        .unwrap_or(lines.len());
-    if lines[item_start].contains('{') {
-        return Err(edit_error(
-            "the stage is written in flow style ({...}); write it in block style to promote",
-        ));
-    }
-    let pin = format!(
-        "{}release: {{synapse: {}, elementWeb: {}}}",
-        " ".repeat(key_indent),
-        release.synapse,
-        release.element_web
+    let block = format!(
+        "release: {{synapse: {}, elementWeb: {}}}",
+        release.synapse, release.element_web
     );
-    let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
-    let release_line = (item_start..item_end).find(|&i| {
-        let line = lines[i].trim_start().trim_start_matches("- ");
-        line.starts_with("release:") && (indent(lines[i]) == key_indent || i == item_start)
-    });
-    match release_line {
-        Some(i) => {
-            let line = lines[i];
-            let comment = line
-                .find(" #")
-                .map(|at| line[at..].trim_end_matches('\n').to_owned());
-            // Drop a block-style mapping under `release:`.
-            let mut end = i + 1;
-            while end < item_end
-                && (lines[end].trim().is_empty() || indent(lines[end]) > key_indent)
-            {
-                end += 1;
-            }
-            let newline = if line.ends_with('\n') { "\n" } else { "" };
-            let replacement = format!(
-                "{pin}{}{newline}",
-                comment
-                    .map(|c| format!("  {}", c.trim_start()))
-                    .unwrap_or_default()
-            );
-            out.splice(i..end, [replacement]);
-        }
-        None => {
-            // Right after the `name:` line of the item.
-            let name_line = (item_start..item_end)
-                .find(|&i| is_name(lines[i]))
-                .unwrap_or(item_start);
-            out.insert(name_line + 1, format!("{pin}\n"));
-        }
-    }
-    Ok(out.concat())
-}
-
-fn is_name_in_item(lines: &[&str], start: usize, is_name: &dyn Fn(&str) -> bool) -> bool {
-    let dash = lines[start].len() - lines[start].trim_start().len();
-    lines[start + 1..]
-        .iter()
-        .take_while(|line| line.trim().is_empty() || line.len() - line.trim_start().len() > dash)
-        .any(|line| is_name(line))
+    let edit = StageKeyEdit {
+        stage,
+        key: "release",
+        value: json!({"synapse": release.synapse.as_str(), "elementWeb": release.element_web.as_str()}),
+        block: &block,
+        insert: Insert::AfterName,
+    };
+    set_stage_key(text, &edit).map_err(|error| PromoteError::Edit {
+        file: file.into(),
+        problem: error.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ use std::process::Command;
 use serde_json::Value;
 use thiserror::Error;
 
+use super::gitops::{Insert, StageKeyEdit, set_stage_key};
+use super::{CliError, block_on, connect, read_instance};
 use crate::api::{MessengerInstance, StageStatus};
 use crate::desired::backup::restic_host;
 use crate::desired::names::StageNames;
@@ -118,24 +120,6 @@ pub fn restore_snippet(snapshot: &str, indent: usize) -> String {
     format!("{pad}restore:\n{pad}  snapshot: \"{snapshot}\"\n")
 }
 
-fn indent_of(line: &str) -> usize {
-    line.len() - line.trim_start_matches(' ').len()
-}
-
-fn is_content(line: &str) -> bool {
-    let trimmed = line.trim();
-    !trimmed.is_empty() && !trimmed.starts_with('#')
-}
-
-fn unquote(value: &str) -> &str {
-    let value = value.split(" #").next().unwrap_or(value).trim();
-    value
-        .strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
-        .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-        .unwrap_or(value)
-}
-
 /// Writes `stages[name=stage].restore.snapshot` into an instance's YAML
 /// text, keeping every other line (and comment) as it is, and checks the
 /// result: parsed, it must be the original with exactly that change.
@@ -155,103 +139,26 @@ pub fn set_stage_restore(
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let Some(index) = stages.iter().position(|s| s["name"] == stage) else {
+    if !stages.iter().any(|s| s["name"] == stage) {
         return Err(CliBackupsError::NoSuchStage {
             file: file.into(),
             stage: stage.into(),
         });
     };
-    let cannot = |why: &str| CliBackupsError::CannotEdit {
+    let block = format!("restore:\n  snapshot: \"{snapshot}\"\n");
+    let edit = StageKeyEdit {
+        stage,
+        key: "restore",
+        value: serde_json::json!({"snapshot": snapshot}),
+        block: &block,
+        insert: Insert::AtEnd,
+    };
+    set_stage_key(text, &edit).map_err(|error| CliBackupsError::CannotEdit {
         file: file.into(),
         stage: stage.into(),
-        why: why.into(),
+        why: error.to_string(),
         snippet: restore_snippet(snapshot, 6),
-    };
-    let edited = edit_lines(text, stage, snapshot)
-        .ok_or_else(|| cannot("the stage entry was not found as a block"))?;
-    let mut expected = original.clone();
-    expected["spec"]["stages"][index]["restore"] = serde_json::json!({"snapshot": snapshot});
-    let parsed: Value =
-        serde_saphyr::from_str(&edited).map_err(|_| cannot("the edited file does not parse"))?;
-    if parsed != expected {
-        return Err(cannot(
-            "the edited file would differ in more than the restore",
-        ));
-    }
-    Ok(edited)
-}
-
-/// The line-level edit: finds the stage's entry under `spec.stages` and
-/// replaces or appends its `restore` block.
-fn edit_lines(text: &str, stage: &str, snapshot: &str) -> Option<String> {
-    let lines: Vec<&str> = text.lines().collect();
-    let spec = lines.iter().position(|l| l.trim_end() == "spec:")?;
-    let stages = (spec + 1..lines.len()).find(|&i| {
-        is_content(lines[i])
-            && indent_of(lines[i]) > 0
-            && lines[i].trim_start().trim_end() == "stages:"
-    })?;
-    let key_indent = indent_of(lines[stages]);
-    // The block ends at the next content line at or left of the key (a
-    // sequence may sit at the key's own indentation, but only as `- `).
-    let end = (stages + 1..lines.len())
-        .find(|&i| {
-            is_content(lines[i])
-                && (indent_of(lines[i]) < key_indent
-                    || (indent_of(lines[i]) == key_indent
-                        && !lines[i].trim_start().starts_with("- ")))
-        })
-        .unwrap_or(lines.len());
-    let dashes: Vec<usize> = (stages + 1..end)
-        .filter(|&i| lines[i].trim_start().starts_with("- "))
-        .collect();
-    let dash_indent = dashes.iter().map(|&i| indent_of(lines[i])).min()?;
-    let items: Vec<usize> = dashes
-        .into_iter()
-        .filter(|&i| indent_of(lines[i]) == dash_indent)
-        .collect();
-    let content_indent = dash_indent + 2;
-    for (n, &start) in items.iter().enumerate() {
-        let item_end = items.get(n + 1).copied().unwrap_or(end);
-        let name_of = |line: &str| {
-            let rest = line.trim_start().trim_start_matches("- ").trim_start();
-            rest.strip_prefix("name:").map(unquote).map(str::to_owned)
-        };
-        let named = (start..item_end).any(|i| {
-            (i == start || indent_of(lines[i]) == content_indent)
-                && name_of(lines[i]).as_deref() == Some(stage)
-        });
-        if !named {
-            continue;
-        }
-        let snippet = restore_snippet(snapshot, content_indent);
-        let mut out: Vec<String> = Vec::new();
-        let existing = (start + 1..item_end).find(|&i| {
-            indent_of(lines[i]) == content_indent && lines[i].trim_start().starts_with("restore:")
-        });
-        match existing {
-            Some(at) => {
-                let after = (at + 1..item_end)
-                    .find(|&i| is_content(lines[i]) && indent_of(lines[i]) <= content_indent)
-                    .unwrap_or(item_end);
-                out.extend(lines[..at].iter().map(|l| (*l).to_owned()));
-                out.extend(snippet.lines().map(str::to_owned));
-                out.extend(lines[after..].iter().map(|l| (*l).to_owned()));
-            }
-            None => {
-                let last = (start..item_end).rev().find(|&i| is_content(lines[i]))?;
-                out.extend(lines[..=last].iter().map(|l| (*l).to_owned()));
-                out.extend(snippet.lines().map(str::to_owned));
-                out.extend(lines[last + 1..].iter().map(|l| (*l).to_owned()));
-            }
-        }
-        let mut text_out = out.join("\n");
-        if text.ends_with('\n') {
-            text_out.push('\n');
-        }
-        return Some(text_out);
-    }
-    None
+    })
 }
 
 /// The lines `backups list` prints from an instance's status.
@@ -348,29 +255,8 @@ pub fn format_snapshots(json: &str) -> Result<String, String> {
     Ok(out)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("starting the async runtime: {e}"))
-}
-
-fn read_instance(name: &str, namespace: Option<&str>) -> Result<MessengerInstance, String> {
-    runtime()?.block_on(async move {
-        let client = kube::Client::try_default()
-            .await
-            .map_err(|e| format!("connecting to the Kubernetes API: {e}"))?;
-        let namespace =
-            namespace.map_or_else(|| client.default_namespace().to_owned(), str::to_owned);
-        let api: kube::Api<MessengerInstance> = kube::Api::namespaced(client, &namespace);
-        api.get(name)
-            .await
-            .map_err(|e| format!("reading MessengerInstance {namespace}/{name}: {e}"))
-    })
-}
-
 /// `caduceus backups list`.
-pub fn backups_command(args: BackupsArgs) -> Result<(), String> {
+pub fn backups_command(args: BackupsArgs) -> Result<(), CliError> {
     let BackupsCommand::List(args) = args.command;
     match &args.repository {
         Some(repository) => {
@@ -392,36 +278,49 @@ pub fn backups_command(args: BackupsArgs) -> Result<(), String> {
                 restic.env("RESTIC_PASSWORD_FILE", file);
             }
             let output = restic.output().map_err(|e| {
-                format!("running restic (install it, for example `apt-get install restic`): {e}")
+                CliBackupsError::Io(format!(
+                    "running restic (install it, for example `apt-get install restic`): {e}"
+                ))
             })?;
             if !output.status.success() {
-                return Err(format!(
+                return Err(CliBackupsError::Io(format!(
                     "restic could not list {repository}: {}",
                     String::from_utf8_lossy(&output.stderr).trim()
-                ));
+                ))
+                .into());
             }
             print!(
                 "{}",
-                format_snapshots(&String::from_utf8_lossy(&output.stdout))?
+                format_snapshots(&String::from_utf8_lossy(&output.stdout))
+                    .map_err(CliBackupsError::Io)?
             );
         }
         None => {
-            let instance = read_instance(&args.instance, args.namespace.as_deref())?;
-            print!("{}", describe_stage_backups(&instance, &args.stage)?);
+            let (_, _, instance) = block_on(async {
+                let client = connect("").await?;
+                read_instance(&client, &args.instance, args.namespace.as_deref()).await
+            })??;
+            print!(
+                "{}",
+                describe_stage_backups(&instance, &args.stage).map_err(CliBackupsError::Io)?
+            );
         }
     }
     Ok(())
 }
 
 /// `caduceus restore`.
-pub fn restore_command(args: RestoreArgs) -> Result<(), String> {
-    check_snapshot(&args.snapshot).map_err(|e| e.to_string())?;
+pub fn restore_command(args: RestoreArgs) -> Result<(), CliError> {
+    check_snapshot(&args.snapshot)?;
     match &args.file {
         Some(path) => {
             let file = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|e| format!("reading {file}: {e}"))?;
-            let parsed: Value =
-                serde_saphyr::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
+            let text = std::fs::read_to_string(path).map_err(|source| CliError::ReadFile {
+                path: path.clone(),
+                source,
+            })?;
+            let parsed: Value = serde_saphyr::from_str(&text)
+                .map_err(|e| CliBackupsError::Io(format!("{file}: {e}")))?;
             let found = parsed["metadata"]["name"].as_str().unwrap_or_default();
             if found != args.instance {
                 return Err(CliBackupsError::OtherInstance {
@@ -429,11 +328,13 @@ pub fn restore_command(args: RestoreArgs) -> Result<(), String> {
                     found: found.into(),
                     instance: args.instance.clone(),
                 }
-                .to_string());
+                .into());
             }
-            let edited = set_stage_restore(&text, &file, &args.stage, &args.snapshot)
-                .map_err(|e| e.to_string())?;
-            std::fs::write(path, edited).map_err(|e| format!("writing {file}: {e}"))?;
+            let edited = set_stage_restore(&text, &file, &args.stage, &args.snapshot)?;
+            std::fs::write(path, edited).map_err(|source| CliError::WriteFile {
+                path: path.clone(),
+                source,
+            })?;
             println!(
                 "{file}: stage {} restores snapshot {}. Commit and push it; the operator restores the stage if it has never been ready \
                  (Synapse stays stopped meanwhile) and shows progress in status.stages[].restore.",

@@ -1,9 +1,139 @@
-//! The command line: `run`, `crd`, `rbac`, `render` and `status`.
+//! The command line: its arguments, the one async runtime and client
+//! helper every command that reads the cluster uses, the commands' typed
+//! error, and the dispatch. `gitops` is the one YAML editor (`promote` and
+//! `restore`).
 
+pub mod backups;
+mod commands;
+pub mod gitops;
+pub mod promote;
+
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use kube::{Api, Client};
+use thiserror::Error;
+
+use crate::api::MessengerInstance;
+use crate::controller::RunError;
+use crate::render::RenderError;
+
+use self::backups::CliBackupsError;
+use self::promote::PromoteError;
+
+/// Why a command failed; each message names what to check or fix.
+#[derive(Debug, Error)]
+pub enum CliError {
+    #[error("starting the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("connecting to the Kubernetes API{hint}: {source}")]
+    Connect {
+        hint: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("reading MessengerInstance {namespace}/{name}: {source}")]
+    ReadInstance {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("patching {namespace}/{name}: {source}")]
+    Patch {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("reading {}: {source}", path.display())]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing {}: {source}", path.display())]
+    WriteFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Promote(#[from] PromoteError),
+    #[error(transparent)]
+    Backups(#[from] CliBackupsError),
+    #[error(transparent)]
+    Controller(RunError),
+}
+
+/// Runs one command.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Crd => {
+            print!("{}", crate::api::crd_yaml());
+            Ok(())
+        }
+        Command::Rbac { helm } => {
+            if helm {
+                print!("{}", crate::rbac::helm_rules_tpl());
+            } else {
+                print!("{}", crate::rbac::cluster_role_yaml());
+            }
+            Ok(())
+        }
+        Command::Render(args) => commands::render_command(&args),
+        Command::Run(args) => commands::run_command(args),
+        Command::Status(args) => commands::status_command(args),
+        Command::Promote(args) => commands::promote_command(args),
+        Command::Releases => {
+            print!("{}", crate::plan::rollout::schema::table());
+            Ok(())
+        }
+        Command::Backups(args) => backups::backups_command(args),
+        Command::Restore(args) => backups::restore_command(args),
+    }
+}
+
+/// Runs a command's async part on the one runtime.
+fn block_on<F: Future>(future: F) -> Result<F::Output, CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    Ok(runtime.block_on(future))
+}
+
+/// A client from the kubeconfig or the in-cluster service account; `hint`
+/// (" (…)") says what to check or why the command needs the cluster.
+async fn connect(hint: &'static str) -> Result<Client, CliError> {
+    Client::try_default()
+        .await
+        .map_err(|source| CliError::Connect { hint, source })
+}
+
+/// The instance `name` in `namespace` (else the client's default
+/// namespace), with its API and the namespace used.
+async fn read_instance(
+    client: &Client,
+    name: &str,
+    namespace: Option<&str>,
+) -> Result<(Api<MessengerInstance>, String, MessengerInstance), CliError> {
+    let namespace = namespace.map_or_else(|| client.default_namespace().to_owned(), str::to_owned);
+    let api: Api<MessengerInstance> = Api::namespaced(client.clone(), &namespace);
+    let instance = api
+        .get(name)
+        .await
+        .map_err(|source| CliError::ReadInstance {
+            namespace: namespace.clone(),
+            name: name.to_owned(),
+            source,
+        })?;
+    Ok((api, namespace, instance))
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,10 +165,10 @@ pub enum Command {
     /// Print each stage's phase, release, target and what it waits for.
     Status(StatusArgs),
     /// A stage's backups: `caduceus backups list INSTANCE --stage S`.
-    Backups(crate::cli_backups::BackupsArgs),
+    Backups(backups::BackupsArgs),
     /// Restore a stage from a snapshot: writes `stages[].restore` into the
     /// instance's YAML file (-f) or prints it.
-    Restore(crate::cli_backups::RestoreArgs),
+    Restore(backups::RestoreArgs),
     /// Move a stage's release pin to what its `from` stage runs, if the gates
     /// allow: in the instance's YAML file (-f, GitOps) or on the cluster.
     Promote(PromoteArgs),
