@@ -48,41 +48,19 @@ KEEP_DAILY="${CADUCEUS_KEEP_DAILY:-7}"
 KEEP_WEEKLY="${CADUCEUS_KEEP_WEEKLY:-4}"
 KEEP_MONTHLY="${CADUCEUS_KEEP_MONTHLY:-12}"
 INIT="${CADUCEUS_REPOSITORY_INIT:-never}"
-RESULT_FILE="${CADUCEUS_RESULT_FILE:-}"
-if [ -z "$RESULT_FILE" ] && [ -w /dev/termination-log ]; then
-  RESULT_FILE=/dev/termination-log
-fi
+SCRIPT=backup
 
-# JSON string escaping for messages (backslash, quote, control characters).
-json_escape() {
-  printf '%s' "$1" | tr '\n\t\r' '   ' | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g'
-}
-
-result() {
-  if [ -n "$RESULT_FILE" ]; then
-    printf '%s\n' "$1" >"$RESULT_FILE" 2>/dev/null || true
-  fi
-  printf '%s\n' "$1"
-}
-
-# fail CODE MESSAGE: the message on stderr, the result line, and exit.
-fail() {
-  code="$1"
-  shift
-  echo "backup failed: $*" >&2
-  result "{\"result\":\"failure\",\"stage\":\"$(json_escape "$STAGE")\",\"reason\":\"$(json_escape "$REASON")\",\"message\":\"$(json_escape "$*")\"}"
-  cleanup
-  exit "$code"
+failure_line() {
+  printf '{"result":"failure","stage":"%s","reason":"%s","message":"%s"}' \
+    "$(json_escape "$STAGE")" "$(json_escape "$REASON")" "$(json_escape "$2")"
 }
 
 cleanup() {
   rm -rf "$ROOT/database" "$ROOT/keys" "$ROOT/kubernetes" 2>/dev/null || true
 }
 
-# The repository's location without credentials, for messages.
-where() {
-  printf '%s' "${RESTIC_REPOSITORY:-<RESTIC_REPOSITORY unset>}" | sed 's#//[^/@]*@#//#'
-}
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 [ -n "$STAGE" ] || fail 2 "CADUCEUS_STAGE is not set; it names the stage being backed up"
 case "$REASON" in
@@ -103,8 +81,7 @@ for keep in "$KEEP_DAILY" "$KEEP_WEEKLY" "$KEEP_MONTHLY"; do
   esac
 done
 
-errors="$(mktemp)"
-trap 'rm -f "$errors"' EXIT
+temp_file errors
 
 # Opens the repository; a missing one is created only when allowed.
 if ! restic cat config >/dev/null 2>"$errors"; then
@@ -172,8 +149,7 @@ fi
 
 # Relative paths from the root give every snapshot the same layout, wherever
 # the root is.
-output="$(mktemp)"
-trap 'rm -f "$errors" "$output"' EXIT
+temp_file output
 backup_status=0
 (cd "$ROOT" && restic backup --json --host "$HOST_NAME" --tag "stage:$STAGE" --tag "$REASON" \
   database keys kubernetes media) >"$output" 2>"$errors" || backup_status=$?

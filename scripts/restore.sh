@@ -31,42 +31,24 @@ HOST_NAME="${CADUCEUS_HOST:-caduceus-${STAGE}}"
 ROOT="${CADUCEUS_BACKUP_ROOT:-/backup}"
 KEYS_DIR="${CADUCEUS_KEYS_DIR:-/keys}"
 KEYS_MODE="${CADUCEUS_KEYS_RESTORE:-verify}"
-RESULT_FILE="${CADUCEUS_RESULT_FILE:-}"
-if [ -z "$RESULT_FILE" ] && [ -w /dev/termination-log ]; then
-  RESULT_FILE=/dev/termination-log
-fi
 WORK="$ROOT/.caduceus-restore"
 MEDIA_STAGING="$ROOT/media/.caduceus-restore"
+SCRIPT=restore
 
-json_escape() {
-  printf '%s' "$1" | tr '\n\t\r' '   ' | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g'
-}
-
-result() {
-  if [ -n "$RESULT_FILE" ]; then
-    printf '%s\n' "$1" >"$RESULT_FILE" 2>/dev/null || true
-  fi
-  printf '%s\n' "$1"
+# Exit status 3 is a refusal: nothing was changed.
+failure_line() {
+  outcome=failure
+  [ "$1" = 3 ] && outcome=refused
+  printf '{"result":"%s","stage":"%s","snapshot":"%s","message":"%s"}' \
+    "$outcome" "$(json_escape "$STAGE")" "$(json_escape "$SNAPSHOT")" "$(json_escape "$2")"
 }
 
 cleanup() {
   rm -rf "$WORK" "$MEDIA_STAGING" 2>/dev/null || true
 }
 
-fail() {
-  code="$1"
-  shift
-  echo "restore failed: $*" >&2
-  outcome=failure
-  [ "$code" = 3 ] && outcome=refused
-  result "{\"result\":\"$outcome\",\"stage\":\"$(json_escape "$STAGE")\",\"snapshot\":\"$(json_escape "$SNAPSHOT")\",\"message\":\"$(json_escape "$*")\"}"
-  cleanup
-  exit "$code"
-}
-
-where() {
-  printf '%s' "${RESTIC_REPOSITORY:-<RESTIC_REPOSITORY unset>}" | sed 's#//[^/@]*@#//#'
-}
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 [ -n "$STAGE" ] || fail 2 "CADUCEUS_STAGE is not set; it names the stage being restored"
 [ -n "${RESTIC_REPOSITORY:-}" ] || fail 2 "RESTIC_REPOSITORY is not set; it names the restic repository (spec.backups.repository)"
@@ -82,9 +64,8 @@ case "$KEYS_MODE" in
 esac
 [ -d "$ROOT/media" ] || fail 2 "the media store $ROOT/media does not exist; CADUCEUS_BACKUP_ROOT must contain the media store as media/"
 
-errors="$(mktemp)"
-listing="$(mktemp)"
-trap 'rm -f "$errors" "$listing"' EXIT
+temp_file errors
+temp_file listing
 
 # The repository must exist: a restore never creates one.
 if ! restic cat config >/dev/null 2>"$errors"; then

@@ -34,8 +34,23 @@ class StepFailed(Exception):
         self.step = step
 
 
+def env(name):
+    """An environment variable the Job sets; its absence is a setup failure."""
+    value = os.environ.get(name)
+    if value is None:
+        raise StepFailed("setup", f"environment variable {name!r} is not set")
+    return value
+
+
+def field(step, response, name):
+    """A field of a Synapse response; its absence fails the step and says so."""
+    if isinstance(response, dict) and name in response:
+        return response[name]
+    raise StepFailed(step, f"the response has no {name!r} field: {json.dumps(response)[:300]}")
+
+
 def call(step, method, path, body=None, token=None):
-    url = os.environ["SYNAPSE_URL"].rstrip("/") + path
+    url = env("SYNAPSE_URL").rstrip("/") + path
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Content-Type", "application/json")
@@ -52,7 +67,7 @@ def call(step, method, path, body=None, token=None):
 
 
 def register(secret):
-    nonce = call("register", "GET", "/_synapse/admin/v1/register")["nonce"]
+    nonce = field("register", call("register", "GET", "/_synapse/admin/v1/register"), "nonce")
     user = "smoke-" + secrets.token_hex(6)
     password = secrets.token_urlsafe(24)
     mac = hmac.new(secret.encode(), digestmod=hashlib.sha1)
@@ -68,7 +83,7 @@ def register(secret):
 
 
 def run():
-    secret = os.environ["REGISTRATION_SHARED_SECRET"]
+    secret = env("REGISTRATION_SHARED_SECRET")
     expect_encryption = os.environ.get("EXPECT_ENCRYPTION", "false") == "true"
     user, password = register(secret)
     login = call("login", "POST", "/_matrix/client/v3/login", {
@@ -76,10 +91,11 @@ def run():
         "identifier": {"type": "m.id.user", "user": user},
         "password": password,
     })
-    token, user_id = login["access_token"], login["user_id"]
+    token, user_id = field("login", login, "access_token"), field("login", login, "user_id")
     try:
-        room = call("create room", "POST", "/_matrix/client/v3/createRoom",
-                    {"preset": "private_chat", "name": "caduceus smoke test"}, token)["room_id"]
+        room = field("create room", call("create room", "POST", "/_matrix/client/v3/createRoom",
+                                         {"preset": "private_chat", "name": "caduceus smoke test"}, token),
+                     "room_id")
         quoted = urllib.parse.quote(room)
         if expect_encryption:
             state = call("encryption", "GET", f"/_matrix/client/v3/rooms/{quoted}/state", token=token)
@@ -87,8 +103,8 @@ def run():
                 raise StepFailed("encryption", "a new room was not encrypted by default")
         body = "smoke test " + secrets.token_hex(4)
         txn = secrets.token_hex(8)
-        event = call("send", "PUT", f"/_matrix/client/v3/rooms/{quoted}/send/m.room.message/{txn}",
-                     {"msgtype": "m.text", "body": body}, token)["event_id"]
+        event = field("send", call("send", "PUT", f"/_matrix/client/v3/rooms/{quoted}/send/m.room.message/{txn}",
+                                   {"msgtype": "m.text", "body": body}, token), "event_id")
         deadline = time.monotonic() + TIMEOUT
         while True:
             messages = call("read", "GET", f"/_matrix/client/v3/rooms/{quoted}/messages?dir=b&limit=20",
@@ -118,9 +134,6 @@ def main():
         run()
     except StepFailed as failure:
         report({"result": "failure", "step": failure.step, "message": str(failure)})
-        return 1
-    except KeyError as missing:
-        report({"result": "failure", "step": "setup", "message": f"environment variable {missing} is not set"})
         return 1
     report({"result": "success"})
     return 0

@@ -39,6 +39,9 @@ use super::synapse::{self, SYNAPSE_UID, volume_claim};
 pub const BACKUP_SCRIPT: &str = include_str!("../../scripts/backup.sh");
 /// The restore script, as in `scripts/restore.sh`.
 pub const RESTORE_SCRIPT: &str = include_str!("../../scripts/restore.sh");
+/// What both scripts source from their own directory (result line,
+/// failures, clean-up on every exit), as in `scripts/lib.sh`.
+pub const SCRIPTS_LIB: &str = include_str!("../../scripts/lib.sh");
 
 /// The default image of backup and restore Jobs: it needs restic and the
 /// PostgreSQL client tools (at least the server's major version), and there
@@ -130,13 +133,15 @@ pub fn resources(inputs: Option<BackupInputs<'_>>) -> Result<BackupResources, Ba
     })
 }
 
-/// The ConfigMap with `backup.sh` and `restore.sh`.
+/// The ConfigMap with `backup.sh`, `restore.sh` and the `lib.sh` they
+/// source (mounted together, so the Jobs run the very files the tests run).
 pub fn scripts_config_map(names: &StageNames, namespace: &str) -> ConfigMap {
     ConfigMap {
         metadata: stage_meta(names, namespace, names.backup_scripts(), COMPONENT),
         data: Some(BTreeMap::from([
             ("backup.sh".to_owned(), BACKUP_SCRIPT.to_owned()),
             ("restore.sh".to_owned(), RESTORE_SCRIPT.to_owned()),
+            ("lib.sh".to_owned(), SCRIPTS_LIB.to_owned()),
         ])),
         ..ConfigMap::default()
     }
