@@ -14,8 +14,8 @@ use tracing::warn;
 
 use crate::api::MessengerInstance;
 use crate::apply::Applier;
-use crate::children::ChildStores;
 use crate::metrics::Metrics;
+use crate::observe::stores::ChildStores;
 
 /// The time source; tests move it to shorten soak times and windows.
 pub trait Clock: Send + Sync {

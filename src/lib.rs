@@ -13,18 +13,17 @@
 //! - `apply`: the one writer (apply, create-once, delete, status, finalizers).
 //! - `status`: pure derivation of the status and its Events.
 //!
-//! Only `observe` (through `children`' caches), `apply`, `context` and
-//! `controller` hold the operator's client; the CLI (`cli/`) has its own.
+//! Only `observe` (its caches in `observe::stores`, and discovery),
+//! `apply`, `context` and `controller` (with its leader election) hold the
+//! operator's client; the CLI (`cli/`) has its own.
 
 pub mod api;
 pub mod apply;
-pub mod children;
 pub mod cli;
 pub mod context;
 pub mod controller;
 pub mod desired;
 pub mod http;
-pub mod leader;
 pub mod metrics;
 pub mod observe;
 pub mod pipeline;

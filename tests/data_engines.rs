@@ -85,7 +85,7 @@ async fn install_cnpg_crds(admin: &Client) {
     })
     .await;
     assert!(
-        caduceus::children::cloudnative_pg_installed(admin).await,
+        caduceus::observe::stores::cloudnative_pg_installed(admin).await,
         "discovery finds CloudNativePG once its CRDs are installed"
     );
 }

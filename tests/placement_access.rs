@@ -687,7 +687,7 @@ async fn every_pod_template_passes_the_restricted_pod_security_standard() {
 /// prunes, so no child is left behind when it is no longer desired.
 #[test]
 fn every_rendered_kind_is_watched_and_pruned() {
-    let kinds = caduceus::children::child_kinds(true);
+    let kinds = caduceus::observe::stores::child_kinds(true);
     for file in ["minimal.yaml", "umessenger.yaml", "satellite.yaml"] {
         let instance = example(file, "messenger");
         for child in render::render_objects(&instance, None).expect("the example renders") {

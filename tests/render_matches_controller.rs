@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use caduceus::api::MessengerInstance;
-use caduceus::children::child_kinds;
 use caduceus::desired::keys::StageSecrets;
 use caduceus::desired::names::{DESIRED_HASH_ANNOTATION, INSTANCE_LABEL, StageNames};
+use caduceus::observe::stores::child_kinds;
 use caduceus::render;
 use common::*;
 use k8s_openapi::api::core::v1::Secret;

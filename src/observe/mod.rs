@@ -3,6 +3,7 @@
 //! so planning is pure, and `render` plans from an empty observation.
 
 pub mod jobs;
+pub mod stores;
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
 use kube::api::{ApiResource, DynamicObject};
 use kube::{Resource, ResourceExt};
 
-use crate::children::ChildStores;
+use self::stores::ChildStores;
 use crate::desired::Child;
 use crate::desired::database::cloudnative_pg_cluster_resource;
 use crate::desired::names::{STAGE_LABEL, StageNames};

@@ -1,6 +1,8 @@
 //! kube-runtime wiring: watches, the controller loop, error policy and
 //! backoff, the health and metrics server, leader election and shutdown.
 
+mod leader;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,11 +19,11 @@ use thiserror::Error;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::api::MessengerInstance;
-use crate::children::{ChildStores, child_kinds, cloudnative_pg_installed, watch_selector};
 use crate::context::{Clock, Context, SystemClock};
 use crate::desired::names::INSTANCE_LABEL;
 use crate::http;
 use crate::metrics::Metrics;
+use crate::observe::stores::{ChildStores, child_kinds, cloudnative_pg_installed, watch_selector};
 use crate::reconcile::{ReconcileError, reconcile};
 
 /// How the operator runs.
@@ -108,8 +110,7 @@ pub async fn run_with_clock(
             // for a pod that cannot lead until the old leader goes.
             ready.store(true, Ordering::Relaxed);
             let lease =
-                crate::leader::acquire(&client, election, &options.identity, shutdown.clone())
-                    .await?;
+                leader::acquire(&client, election, &options.identity, shutdown.clone()).await?;
             // Leading: ready again once the caches are synced.
             ready.store(false, Ordering::Relaxed);
             match lease {
