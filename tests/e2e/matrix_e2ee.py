@@ -5,7 +5,8 @@ Two throwaway users talk through a real Matrix crypto stack (matrix-nio with
 vodozemac: Olm for the device-to-device key exchange, Megolm for the room):
 
     python tests/e2e/matrix_e2ee.py --url URL --shared-secret SECRET \
-        [--server-name NAME] [--store DIR] [--timeout SECONDS]
+        [--server-name NAME] [--store DIR] [--timeout SECONDS] \
+        [--expect-server-encryption] [--insecure]
 
 1. register   two fresh users (e2e-alice-xxxx, e2e-bob-xxxx) through the
               shared-secret admin registration API;
@@ -14,7 +15,8 @@ vodozemac: Olm for the device-to-device key exchange, Megolm for the room):
 3. encrypted_room
               alice creates a private room and invites bob, bob joins; the
               room must come out with m.room.encryption (the hospital profile
-              enforces it). If the server did not set it, alice enables it and
+              enforces it). If the server did not set it, the run fails with
+              --expect-server-encryption; without it, alice enables it and
               the output says "server_enforced_encryption": false;
 4. e2ee_message
               each side fetches and verifies the other's device, alice sends a
@@ -92,6 +94,8 @@ class Run:
         self.server_name = args.server_name
         self.deadline = time.monotonic() + args.timeout
         self.store = args.store
+        self.expect_server_encryption = args.expect_server_encryption
+        self.ssl = False if args.insecure else None
         self.http = None  # aiohttp.ClientSession
         self.checks: dict[str, float] = {}
         self.step = "setup"
@@ -168,7 +172,7 @@ class Run:
             max_timeouts=2,
             max_limit_exceeded=3,
         )
-        client = AsyncClient(self.url, user_id, store_path=store, config=config)
+        client = AsyncClient(self.url, user_id, store_path=store, config=config, ssl=self.ssl)
         self.clients.append(client)
         response = await asyncio.wait_for(client.login(password, device_name="caduceus-e2e"), self.remaining())
         if not isinstance(response, LoginResponse):
@@ -274,7 +278,8 @@ class Run:
         alice_pw, bob_pw = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         markers = []
 
-        async with aiohttp.ClientSession() as self.http:
+        connector = aiohttp.TCPConnector(ssl=False) if self.ssl is False else None
+        async with aiohttp.ClientSession(connector=connector) as self.http:
             async with self.timed("register"):
                 alice_reg = await self.register(alice_name, alice_pw)
                 bob_reg = await self.register(bob_name, bob_pw)
@@ -307,6 +312,8 @@ class Run:
                     algorithm = json.loads(payload).get("algorithm")
                     if algorithm != MEGOLM:
                         raise StepFailed("encrypted_room", f"server set m.room.encryption with {algorithm}")
+                elif self.expect_server_encryption:
+                    raise StepFailed("encrypted_room", "the server created the room without m.room.encryption")
                 else:
                     log("WARNING: the server did NOT create the room encrypted; enabling it explicitly")
                     await self.nio(
@@ -577,6 +584,10 @@ def main(argv=None) -> int:
         parser.add_argument("--server-name", help="expected server_name (default: taken from the registered user id)")
         parser.add_argument("--store", help="directory for the clients' encryption stores (default: a temporary one, removed)")
         parser.add_argument("--timeout", type=float, default=90.0, help="deadline for the whole run, seconds")
+        parser.add_argument("--expect-server-encryption", action="store_true",
+                            help="fail when the server creates the room unencrypted (instead of enabling it and "
+                            'reporting "server_enforced_encryption": false)')
+        parser.add_argument("--insecure", action="store_true", help="do not verify the server's TLS certificate")
         args = parser.parse_args(argv)
         if not args.shared_secret:
             parser.error("--shared-secret or $REGISTRATION_SHARED_SECRET is required")

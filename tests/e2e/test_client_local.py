@@ -6,6 +6,11 @@ runs the client's check-ciphertext on it.
     VENV=$(hack/e2e-client.sh | tail -1)
     $VENV/bin/python -m pytest -v tests/e2e/test_client_local.py
 
+It runs twice: on SQLite, and on PostgreSQL 15 from hack/postgres.sh (its
+own state directory, /tmp/caduceus-e2e-client-postgres, started and stopped
+here) with the room dumped by `psql -At`, exactly the text the lead pipes
+from the cluster's database pod.
+
 Needs hack/synapse.sh's virtualenv (found by running the script, or
 SYNAPSE_VENV). The server is configured like the operator's hospital profile
 where it matters here: encryption_enabled_by_default_for_room_type: all,
@@ -47,9 +52,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+PG_DIR = "/tmp/caduceus-e2e-client-postgres"
+PG_DATABASE = "caduceus_e2e_client"
+
+
+def postgres(*args: str) -> str:
+    env = {**os.environ, "CADUCEUS_PG_DIR": PG_DIR}
+    out = subprocess.run([str(ROOT / "hack" / "postgres.sh"), *args], check=True, capture_output=True, text=True, env=env)
+    return out.stdout
+
+
 @pytest.fixture(scope="module")
-def synapse(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("synapse")
+def pg():
+    """A PostgreSQL of this test's own; yields a `psql -At -c SQL` runner."""
+    postgres("start")  # this test's own state directory: ours to stop
+    env = dict(part.split("=", 1) for part in postgres("env").split()[1:])
+    postgres("createdb", PG_DATABASE)
+    psql = Path(os.environ.get("CADUCEUS_PG_BIN", "/usr/lib/postgresql/15/bin")) / "psql"
+
+    def run_sql(sql: str) -> str:
+        return subprocess.run(
+            [str(psql), "-At", "-h", env["CADUCEUS_PG_HOST"], "-p", env["CADUCEUS_PG_PORT"], "-U",
+             env["CADUCEUS_PG_SUPERUSER"], "-d", PG_DATABASE, "-c", sql],
+            check=True, capture_output=True, text=True, env={**os.environ, "PGPASSWORD": env["CADUCEUS_PG_PASSWORD"]},
+        ).stdout
+
+    try:
+        yield {**env, "run_sql": run_sql}
+    finally:
+        postgres("stop")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def synapse(request, tmp_path_factory):
+    database = request.param
+    pg = request.getfixturevalue("pg") if database == "postgres" else None
+    run_dir = tmp_path_factory.mktemp(f"synapse-{database}")
     python = synapse_python()
     port = free_port()
     secret = secrets.token_urlsafe(32)
@@ -70,6 +108,10 @@ def synapse(tmp_path_factory):
         "suppress_key_server_warning": True,
         "presence": {"enabled": False},
     }
+    if pg:
+        overrides["database"] = {"name": "psycopg2", "args": {
+            "user": pg["CADUCEUS_PG_SUPERUSER"], "password": pg["CADUCEUS_PG_PASSWORD"], "dbname": PG_DATABASE,
+            "host": pg["CADUCEUS_PG_HOST"], "port": int(pg["CADUCEUS_PG_PORT"]), "cp_min": 1, "cp_max": 5}}
     (run_dir / "overrides.yaml").write_text(json.dumps(overrides))  # JSON is YAML
     log = (run_dir / "synapse.log").open("w")
     process = subprocess.Popen(
@@ -93,7 +135,8 @@ def synapse(tmp_path_factory):
                 raise AssertionError(f"Synapse not healthy within {BOOT_TIMEOUT} s:\n{tail(run_dir)}")
             time.sleep(0.25)
         print(f"Synapse up at {url} in {time.monotonic() - started:.1f} s", file=sys.stderr)
-        yield {"url": url, "secret": secret, "dir": run_dir, "db": run_dir / "homeserver.db"}
+        yield {"url": url, "secret": secret, "dir": run_dir, "database": database, "pg": pg,
+               "db": run_dir / "homeserver.db"}
     finally:
         process.terminate()
         try:
@@ -116,7 +159,7 @@ def test_e2ee_exchange_and_ciphertext_only(synapse, tmp_path):
     started = time.monotonic()
     run = subprocess.run(
         [sys.executable, str(CLIENT), "--url", synapse["url"], "--shared-secret", synapse["secret"],
-         "--server-name", "e2e.test", "--store", str(tmp_path / "store")],
+         "--server-name", "e2e.test", "--store", str(tmp_path / "store"), "--expect-server-encryption"],
         capture_output=True, text=True, timeout=120,
     )
     elapsed = time.monotonic() - started
@@ -130,10 +173,14 @@ def test_e2ee_exchange_and_ciphertext_only(synapse, tmp_path):
     assert result["media"]["unauthenticated_download_status"] == 401
     assert set(result["checks"]) == {"register", "login", "encrypted_room", "e2ee_message", "e2ee_reply", "media"}
 
-    # What the lead does with psql against PostgreSQL, here against SQLite.
-    with sqlite3.connect(synapse["db"]) as db:
-        rows = db.execute("SELECT json FROM event_json WHERE room_id = ?", (result["room_id"],)).fetchall()
-    dump = "\n".join(row[0] for row in rows) + "\n"
+    # What the lead does with psql against the cluster's PostgreSQL.
+    if synapse["pg"]:
+        room = result["room_id"].replace("'", "''")
+        dump = synapse["pg"]["run_sql"](f"SELECT json FROM event_json WHERE room_id = '{room}'")
+    else:
+        with sqlite3.connect(synapse["db"]) as db:
+            rows = db.execute("SELECT json FROM event_json WHERE room_id = ?", (result["room_id"],)).fetchall()
+        dump = "\n".join(row[0] for row in rows) + "\n"
     markers = tmp_path / "client-output.json"
     markers.write_text(run.stdout)
     check = subprocess.run(
@@ -153,7 +200,22 @@ def test_e2ee_exchange_and_ciphertext_only(synapse, tmp_path):
     )
     assert leaked.returncode == 1 and "plaintext found" in last_json(leaked.stdout)["message"]
 
-    # The whole database, not just the room: no marker anywhere in SQLite's file.
-    raw = Path(synapse["db"]).read_bytes()
+    # The whole database, not just the room: no marker anywhere in it.
+    if synapse["pg"]:
+        raw = subprocess.run(
+            [str(Path(os.environ.get("CADUCEUS_PG_BIN", "/usr/lib/postgresql/15/bin")) / "pg_dump"), "-h",
+             synapse["pg"]["CADUCEUS_PG_HOST"], "-p", synapse["pg"]["CADUCEUS_PG_PORT"], "-U",
+             synapse["pg"]["CADUCEUS_PG_SUPERUSER"], PG_DATABASE],
+            check=True, capture_output=True, env={**os.environ, "PGPASSWORD": synapse["pg"]["CADUCEUS_PG_PASSWORD"]},
+        ).stdout
+        # check-ciphertext on a whole pg_dump (pattern mode) as well.
+        whole = subprocess.run(
+            [sys.executable, str(CLIENT), "check-ciphertext", "--markers-file", str(markers)],
+            input=raw.decode(errors="replace"), capture_output=True, text=True, timeout=60,
+        )
+        assert whole.returncode == 0, whole.stdout
+        print(whole.stdout.strip(), file=sys.stderr)
+    else:
+        raw = Path(synapse["db"]).read_bytes()
     for marker in result["plaintext_markers"]:
         assert marker.encode() not in raw, f"{marker} found in the SQLite database file"
