@@ -580,7 +580,8 @@ def main(argv=None) -> int:
                                          formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.add_argument("--url", required=True, help="the homeserver's client URL, e.g. http://127.0.0.1:8008")
         parser.add_argument("--shared-secret", default=os.environ.get("REGISTRATION_SHARED_SECRET"),
-                            help="registration_shared_secret (default $REGISTRATION_SHARED_SECRET)")
+                            help="registration_shared_secret (default $REGISTRATION_SHARED_SECRET); "
+                            "write --shared-secret=VALUE when it may start with '-'")
         parser.add_argument("--server-name", help="expected server_name (default: taken from the registered user id)")
         parser.add_argument("--store", help="directory for the clients' encryption stores (default: a temporary one, removed)")
         parser.add_argument("--timeout", type=float, default=90.0, help="deadline for the whole run, seconds")

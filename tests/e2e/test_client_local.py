@@ -46,6 +46,21 @@ def synapse_python() -> str:
     return str(Path(venv) / "bin" / "python")
 
 
+def client_python() -> str:
+    """The interpreter with matrix-nio: $CADUCEUS_E2E_PYTHON, this one when it
+    has nio, else hack/e2e-client.sh's venv (so the test runs under the
+    Synapse venv too, as hack/test.sh runs tests/e2e)."""
+    if os.environ.get("CADUCEUS_E2E_PYTHON"):
+        return os.environ["CADUCEUS_E2E_PYTHON"]
+    try:
+        import nio  # noqa: F401
+
+        return sys.executable
+    except ImportError:
+        out = subprocess.run([str(ROOT / "hack" / "e2e-client.sh")], check=True, capture_output=True, text=True)
+        return str(Path(out.stdout.strip().splitlines()[-1]) / "bin" / "python")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -152,13 +167,16 @@ def tail(run_dir: Path, lines: int = 60) -> str:
 
 
 def last_json(stdout: str) -> dict:
-    return json.loads(stdout.strip().splitlines()[-1])
+    lines = stdout.strip().splitlines()
+    assert lines, "the client printed nothing on stdout (see its stderr above)"
+    return json.loads(lines[-1])
 
 
 def test_e2ee_exchange_and_ciphertext_only(synapse, tmp_path):
+    python = client_python()
     started = time.monotonic()
     run = subprocess.run(
-        [sys.executable, str(CLIENT), "--url", synapse["url"], "--shared-secret", synapse["secret"],
+        [python, str(CLIENT), "--url", synapse["url"], f"--shared-secret={synapse['secret']}",  # the = form: a secret may start with "-"
          "--server-name", "e2e.test", "--store", str(tmp_path / "store"), "--expect-server-encryption"],
         capture_output=True, text=True, timeout=120,
     )
@@ -184,7 +202,7 @@ def test_e2ee_exchange_and_ciphertext_only(synapse, tmp_path):
     markers = tmp_path / "client-output.json"
     markers.write_text(run.stdout)
     check = subprocess.run(
-        [sys.executable, str(CLIENT), "check-ciphertext", "--markers-file", str(markers)],
+        [python, str(CLIENT), "check-ciphertext", "--markers-file", str(markers)],
         input=dump, capture_output=True, text=True, timeout=60,
     )
     verdict = last_json(check.stdout)
@@ -194,7 +212,7 @@ def test_e2ee_exchange_and_ciphertext_only(synapse, tmp_path):
 
     # The check must fail when a marker is in the dump (it is not vacuous).
     leaked = subprocess.run(
-        [sys.executable, str(CLIENT), "check-ciphertext", "--markers-file", str(markers)],
+        [python, str(CLIENT), "check-ciphertext", "--markers-file", str(markers)],
         input=dump + json.dumps({"type": "m.room.message", "content": {"body": result["plaintext_markers"][0]}}),
         capture_output=True, text=True, timeout=60,
     )
@@ -210,7 +228,7 @@ def test_e2ee_exchange_and_ciphertext_only(synapse, tmp_path):
         ).stdout
         # check-ciphertext on a whole pg_dump (pattern mode) as well.
         whole = subprocess.run(
-            [sys.executable, str(CLIENT), "check-ciphertext", "--markers-file", str(markers)],
+            [python, str(CLIENT), "check-ciphertext", "--markers-file", str(markers)],
             input=raw.decode(errors="replace"), capture_output=True, text=True, timeout=60,
         )
         assert whole.returncode == 0, whole.stdout
