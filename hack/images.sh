@@ -14,7 +14,7 @@
 #                                  ADDRESS, namespace k8s.io, and check that
 #                                  every reference is listed afterwards
 #   hack/images.sh list            print the image references
-#   hack/images.sh verify          import into a private, throwaway containerd
+#   hack/images.sh verify [NAME...] import into a private, throwaway containerd
 #                                  and run each image's check as its pod's uid
 #
 #   CADUCEUS_CACHE    cache root (default ~/.cache/caduceus); archives live in
@@ -60,6 +60,8 @@ IMAGES_CACHE="$CACHE/images"
 OUT="$IMAGES_CACHE/current"
 export DEB_CACHE="$IMAGES_CACHE/debs"
 export PIP_CACHE_DIR="$IMAGES_CACHE/pip-cache"
+# Wheels come from PyPI (or the configured index) only, never a local directory.
+unset PIP_FIND_LINKS
 TOOLS_VENV="$IMAGES_CACHE/tools-venv"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/cargo-target}"
 
@@ -222,37 +224,41 @@ cmd_list() {
   done
 }
 
-archives() {
+archives() { # archives NAME...
   local name
-  for name in "${IMAGES[@]}"; do
+  for name in "$@"; do
     [[ -f "$OUT/$name.tar" ]] || die "no archive of $(ref_of "$name") in $OUT; run hack/images.sh build first"
     echo "$OUT/$name.tar"
   done
 }
 
-# import_into ADDRESS [CTR-ARGS...]
+# import_into ADDRESS NAME...
 import_into() {
-  local address="$1" archive listed ref missing=()
+  local address="$1" archive listed ref name missing=()
+  shift
   need ctr containerd
-  for archive in $(archives); do
+  for archive in $(archives "$@"); do
     echo "importing $(readlink -f "$archive")" >&2
     ctr --address "$address" -n k8s.io images import "$archive" >&2
   done
   listed="$(ctr --address "$address" -n k8s.io images list --quiet)"
-  for ref in $(cmd_list); do
+  for name in "$@"; do
+    ref="$(ref_of "$name")"
     grep -qxF "$ref" <<<"$listed" || missing+=("$ref")
   done
   ((${#missing[@]} == 0)) || die "not listed after the import: ${missing[*]}"
-  echo "imported into $address (namespace k8s.io): $(cmd_list | tr '\n' ' ')" >&2
+  echo "imported into $address (namespace k8s.io): $(for name in "$@"; do ref_of "$name"; done | tr '\n' ' ')" >&2
 }
 
 cmd_import() {
   [[ -n "${1:-}" ]] || die "usage: hack/images.sh import ADDRESS (containerd's socket)"
-  import_into "$1"
+  import_into "$1" "${IMAGES[@]}"
 }
 
 # ---- verify: a private containerd, stopped on exit ------------------------
 cmd_verify() {
+  local names=("$@")
+  ((${#names[@]})) || names=("${IMAGES[@]}")
   [[ "$(id -u)" == 0 ]] || die "verify needs root (it runs containerd)"
   need containerd containerd
   need runc runc
@@ -279,9 +285,9 @@ EOF
     sleep 0.2
   done
   ctr --address "$sock" version >/dev/null || die "the private containerd did not start: $(tail -5 "$dir/containerd.log")"
-  import_into "$sock"
-  VERIFY_DIR="$dir" SOCK="$sock" verify_images
-  echo "all images verified" >&2
+  import_into "$sock" "${names[@]}"
+  VERIFY_DIR="$dir" SOCK="$sock" verify_images "${names[@]}"
+  echo "verified: ${names[*]}" >&2
 }
 
 verify_cleanup() {
@@ -297,37 +303,92 @@ verify_cleanup() {
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   # Snapshots are overlay mounts under the root; unmount before removing.
-  grep -o " $dir/[^ ]*" /proc/mounts | sort -r | while read -r mount; do umount "$mount" 2>/dev/null || true; done
+  { grep -o " $dir/[^ ]*" /proc/mounts || true; } | sort -r | while read -r mount; do umount $mount 2>/dev/null || true; done
   rm -rf "$dir"
 }
 
 # run_check NAME UID COMMAND... : a one-off container with a read-only root
-# file system, as the pod's uid, no capabilities beyond ctr's defaults.
+# file system. ctr 1.6's `run` has no --user: it runs as the image's User,
+# which is the uid of the image's pods (UID is only logged; the image's
+# config is checked against it).
+image_user() {
+  tar -xOf "$OUT/$1.tar" index.json >/dev/null # the archive is readable
+  python3 - "$OUT/$1.tar" <<'PY'
+import json, sys, tarfile
+with tarfile.open(sys.argv[1]) as archive:
+    blob = lambda digest: json.load(archive.extractfile("blobs/sha256/" + digest.split(":")[1]))
+    manifest = blob(json.load(archive.extractfile("index.json"))["manifests"][0]["digest"])
+    print(blob(manifest["config"]["digest"])["config"].get("User", ""))
+PY
+}
+# A writable directory owned by UID, bind-mounted at DST: what an emptyDir
+# with the pod's fsGroup is.
+empty_dir() { # empty_dir UID DST
+  local src
+  src="$(mktemp -d "$VERIFY_DIR/emptydir.XXXXXX")"
+  chown "$1:$1" "$src"
+  chmod 2775 "$src"
+  echo "type=bind,src=$src,dst=$2,options=rbind:rw"
+}
 ctr_k8s() { ctr --address "$SOCK" -n k8s.io "$@"; }
 run_check() {
   local name="$1" user="$2"
   shift 2
   echo "check $(ref_of "$name") as $user: $*" >&2
-  ctr_k8s run --rm --read-only --user "$user" \
-    --mount "type=tmpfs,src=tmpfs,dst=/tmp,options=rw:nosuid:nodev:mode=1777" \
+  [[ "$(image_user "$name")" == "$user" ]] || die "$(ref_of "$name") runs as $(image_user "$name"), not $user"
+  ctr_k8s run --rm --read-only \
+    --mount "$(empty_dir "${user%%:*}" /tmp)" \
     "$(ref_of "$name")" "verify-$name-$RANDOM" "$@"
 }
 
 verify_images() {
-  local version
-  for name in synapse synapse-old; do
-    [[ "$name" == synapse ]] && version="$SYNAPSE_VERSION" || version="$OLD_SYNAPSE_VERSION"
-    run_check "$name" 991:991 python -c "import sys, synapse, synapse.app.homeserver, psycopg2, authlib; print('synapse', synapse.__version__, 'psycopg2', psycopg2.__version__, 'libpq', psycopg2.extensions.libpq_version()); assert synapse.__version__ == '$version'"
-    run_check "$name" 991:991 python3 -c 'import sys; print(sys.executable, sys.version.split()[0])'
-    # A real start: generate a config in /tmp and run the homeserver's
-    # config check path (imports every module the homeserver loads).
-    run_check "$name" 991:991 sh -c 'cd /tmp && python -m synapse.app.homeserver --server-name test.local --config-path /tmp/h.yaml --generate-config --report-stats=no >/dev/null && python -m synapse.app.homeserver -c /tmp/h.yaml --generate-keys && echo config and keys generated'
+  local version name
+  for name in "$@"; do
+    case "$name" in
+      synapse | synapse-old) verify_synapse "$name" ;;
+      operator)
+        run_check operator 65532:65532 /caduceus --help >/dev/null
+        echo "operator: /caduceus --help ok" >&2
+        ;;
+      backup) run_check backup 991:991 /bin/sh -c 'restic version && pg_dump --version && pg_restore --version && psql --version && for t in base64 basename cat cmp cp cut date find grep mkdir mktemp mv rm sed sort tail tar tr wc; do command -v $t >/dev/null || { echo "missing $t"; exit 1; }; done && echo tools ok' ;;
+      postgres) verify_postgres ;;
+      element-web) verify_element_web ;;
+    esac
   done
-  run_check operator 65532:65532 /caduceus --help >/dev/null
-  echo "operator: /caduceus --help ok" >&2
-  run_check backup 991:991 /bin/sh -c 'restic version && pg_dump --version && pg_restore --version && psql --version && for t in base64 basename cat cmp cp cut date find grep mkdir mktemp mv rm sed sort tail tar tr wc; do command -v $t >/dev/null || { echo "missing $t"; exit 1; }; done && echo tools ok'
-  verify_postgres
-  verify_element_web
+}
+
+verify_synapse() {
+  local name="$1" version
+  [[ "$name" == synapse ]] && version="$SYNAPSE_VERSION" || version="$OLD_SYNAPSE_VERSION"
+  run_check "$name" 991:991 python -c "import sys, synapse, synapse.app.homeserver, psycopg2, authlib; print('synapse', synapse.__version__, 'psycopg2', psycopg2.__version__, 'libpq', psycopg2.extensions.libpq_version()); assert synapse.__version__ == '$version'"
+  run_check "$name" 991:991 python3 -c 'import sys; print(sys.executable, sys.version.split()[0])'
+  # A real start on a read-only root: a generated configuration (SQLite)
+  # in /tmp, then the homeserver until it answers /health.
+  local id="verify-$name" pid i health=
+  ctr_k8s run --detach --read-only --log-uri "file://$VERIFY_DIR/$id.log" \
+    --mount "$(empty_dir 991 /tmp)" "$(ref_of "$name")" "$id" sh -c 'cd /tmp &&
+      python -m synapse.app.homeserver --server-name test.local --config-path /tmp/h.yaml \
+        --generate-config --report-stats=no >/dev/null &&
+      exec python -m synapse.app.homeserver -c /tmp/h.yaml' >/dev/null
+  pid="$(ctr_k8s tasks list | awk -v id="$id" '$1 == id {print $2}')"
+  for i in $(seq 90); do
+    health="$(nsenter --net="/proc/$pid/ns/net" curl -fsS http://127.0.0.1:8008/health 2>/dev/null)" && break
+    ctr_k8s tasks list | grep -q "^$id .*RUNNING" || break
+    sleep 1
+  done
+  stop_container "$id"
+  [[ "$health" == OK ]] || die "Synapse $version did not answer /health: $(tail -20 "$VERIFY_DIR/$id.log")"
+  echo "synapse $version: started on a read-only root, /health OK after ${i}s" >&2
+}
+
+stop_container() {
+  ctr_k8s tasks kill --signal SIGKILL "$1" >/dev/null 2>&1 || true
+  for _ in $(seq 20); do
+    ctr_k8s tasks list | grep -q "^$1 .*RUNNING" || break
+    sleep 0.5
+  done
+  ctr_k8s tasks delete "$1" >/dev/null 2>&1 || true
+  ctr_k8s containers delete "$1" >/dev/null 2>&1 || true
 }
 
 # PostgreSQL as the operator runs it: uid 999, read-only root, the data
@@ -336,13 +397,13 @@ verify_postgres() {
   local data="$VERIFY_DIR/pgdata" id=verify-postgres
   mkdir -p "$data" && chown 999:999 "$data"
   echo "check $(ref_of postgres): initdb and start as 999:999" >&2
-  ctr_k8s run --detach --read-only --user 999:999 \
+  ctr_k8s run --detach --read-only --log-uri "file://$VERIFY_DIR/$id.log" \
     --env POSTGRES_USER=synapse --env POSTGRES_DB=synapse --env POSTGRES_PASSWORD=s3cret \
     --env "POSTGRES_INITDB_ARGS=--encoding=UTF8 --locale=C" --env PGDATA=/var/lib/postgresql/data/pgdata \
     --mount "type=bind,src=$data,dst=/var/lib/postgresql/data,options=rbind:rw" \
-    --mount "type=tmpfs,src=tmpfs,dst=/var/run/postgresql,options=rw:nosuid:nodev:mode=1777" \
-    --mount "type=tmpfs,src=tmpfs,dst=/tmp,options=rw:nosuid:nodev:mode=1777" \
-    --mount "type=tmpfs,src=tmpfs,dst=/dev/shm,options=rw:nosuid:nodev:mode=1777" \
+    --mount "$(empty_dir 999 /var/run/postgresql)" \
+    --mount "$(empty_dir 999 /tmp)" \
+    --mount "$(empty_dir 999 /dev/shm)" \
     "$(ref_of postgres)" "$id" >/dev/null
   local i ready=
   for i in $(seq 60); do
@@ -353,10 +414,10 @@ verify_postgres() {
     fi
     sleep 1
   done
-  [[ -n "$ready" ]] || die "postgres did not become ready"
-  ctr_k8s tasks exec --exec-id query --user 999:999 --env PGPASSWORD=s3cret "$id" \
-    psql --host=127.0.0.1 --username=synapse --dbname=synapse --tuples-only --no-align --command \
-    "SELECT current_user, pg_encoding_to_char(encoding), datcollate, datctype, (SELECT rolpassword LIKE 'SCRAM-SHA-256%' FROM pg_authid WHERE rolname = 'synapse'), current_setting('listen_addresses'), (SELECT count(*) FROM pg_hba_file_rules WHERE type = 'host' AND auth_method = 'scram-sha-256' AND 'all' = ANY(address::text[]) IS NOT FALSE) FROM pg_database WHERE datname = current_database()" >&2
+  [[ -n "$ready" ]] || die "postgres did not become ready: $(tail -20 "$VERIFY_DIR/$id.log")"
+  ctr_k8s tasks exec --exec-id query --user 999:999 "$id" \
+    env PGPASSWORD=s3cret psql --host=127.0.0.1 --username=synapse --dbname=synapse --tuples-only --no-align --command \
+    "SELECT current_user, pg_encoding_to_char(encoding), datcollate, datctype, (SELECT rolpassword LIKE 'SCRAM-SHA-256%' FROM pg_authid WHERE rolname = 'synapse'), current_setting('listen_addresses'), (SELECT count(*) FROM pg_hba_file_rules WHERE type = 'host' AND auth_method = 'scram-sha-256' AND address = 'all') FROM pg_database WHERE datname = current_database()" >&2
   ctr_k8s tasks kill --signal SIGTERM "$id" >/dev/null
   for i in $(seq 30); do
     ctr_k8s tasks list --quiet | grep -qx "$id" || break
@@ -395,28 +456,26 @@ server {
 EOF
   chmod -R a+rX "$files"
   echo "check $(ref_of element-web): nginx as 101:101 on 8080 and 8081" >&2
-  # conf.d is a tmpfs (an emptyDir); the well-known server is bind-mounted
-  # into it after it.
-  ctr_k8s run --detach --read-only --user 101:101 --env ELEMENT_WEB_PORT=8080 \
-    --mount "type=tmpfs,src=tmpfs,dst=/tmp,options=rw:nosuid:nodev:mode=1777" \
-    --mount "type=tmpfs,src=tmpfs,dst=/var/cache/nginx,options=rw:nosuid:nodev:mode=1777" \
-    --mount "type=tmpfs,src=tmpfs,dst=/etc/nginx/conf.d,options=rw:nosuid:nodev:mode=1777" \
+  # conf.d is an emptyDir; the well-known server is bind-mounted into it
+  # after it.
+  ctr_k8s run --detach --read-only --log-uri "file://$VERIFY_DIR/$id.log" --env ELEMENT_WEB_PORT=8080 \
+    --mount "$(empty_dir 101 /tmp)" \
+    --mount "$(empty_dir 101 /var/cache/nginx)" \
+    --mount "$(empty_dir 101 /etc/nginx/conf.d)" \
     --mount "type=bind,src=$files/config.json,dst=/app/config.json,options=rbind:ro" \
     --mount "type=bind,src=$files/well-known.conf,dst=/etc/nginx/conf.d/well-known.conf,options=rbind:ro" \
     --mount "type=bind,src=$files/well-known,dst=/etc/caduceus/well-known,options=rbind:ro" \
     "$(ref_of element-web)" "$id" >/dev/null
   sleep 2
-  ctr_k8s tasks exec --exec-id nginx-t --user 101:101 "$id" nginx -t >&2
+  ctr_k8s tasks exec --exec-id nginx-t --user 101:101 "$id" nginx -t >&2 ||
+    die "nginx -t failed in $(ref_of element-web): $(tail -20 "$VERIFY_DIR/$id.log")"
   pid="$(ctr_k8s tasks list | awk -v id="$id" '$1 == id {print $2}')"
   netns="/proc/$pid/ns/net"
   local config client index
   config="$(nsenter --net="$netns" curl -fsS http://127.0.0.1:8080/config.json)"
   client="$(nsenter --net="$netns" curl -fsS http://127.0.0.1:8081/.well-known/matrix/client)"
   index="$(nsenter --net="$netns" curl -fsS http://127.0.0.1:8080/)"
-  ctr_k8s tasks kill --signal SIGKILL "$id" >/dev/null || true
-  sleep 1
-  ctr_k8s tasks delete "$id" >/dev/null 2>&1 || true
-  ctr_k8s containers delete "$id" >/dev/null || true
+  stop_container "$id"
   grep -q 'Caduceus test' <<<"$config" || die "/config.json is not the mounted config: $config"
   grep -q 'matrix.test' <<<"$client" || die "the well-known client document is wrong: $client"
   grep -q placeholder <<<"$index" || die "/ does not serve the placeholder: $index"
@@ -427,6 +486,6 @@ case "${1:-}" in
   build) shift; cmd_build "$@" ;;
   import) shift; cmd_import "$@" ;;
   list) cmd_list ;;
-  verify) cmd_verify ;;
+  verify) shift; cmd_verify "$@" ;;
   *) die "usage: hack/images.sh build | import ADDRESS | list | verify" ;;
 esac
