@@ -1,25 +1,53 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and etcd from their Go modules, cached outside the
-# repository and keyed by version, so a second run does not rebuild.
+# Builds Kubernetes from its Go modules, cached outside the repository and
+# keyed by version, so a second run does not rebuild.
 #
-#   KUBE_VERSION   Kubernetes release (default below)
-#   CADUCEUS_CACHE cache root (default ~/.cache/caduceus)
+#   hack/build-control-plane.sh        kube-apiserver and etcd (the control-plane tier)
+#   hack/build-control-plane.sh node   also kubelet, kube-controller-manager,
+#                                      kube-scheduler, kube-proxy and CoreDNS (the real node)
 #
-# Prints the directory holding the binaries on its last line.
+#   KUBE_VERSION     Kubernetes release (default below)
+#   COREDNS_VERSION  CoreDNS release (default: the one kubeadm of that release installs)
+#   CADUCEUS_CACHE   cache root (default ~/.cache/caduceus)
+#
+# Every binary is static (CGO_ENABLED=0) and stamped with its release, so
+# `kubectl version` and the node report real versions. Prints the directory
+# holding the binaries on its last line.
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"
+COREDNS_VERSION="${COREDNS_VERSION:-v1.12.1}"
 CACHE="${CADUCEUS_CACHE:-$HOME/.cache/caduceus}"
 BIN="$CACHE/bin/kube-$KUBE_VERSION"
 export GOFLAGS="${GOFLAGS:--mod=mod}"
 export GOCACHE="${GOCACHE:-$CACHE/go-build}"
 
-if [[ -x "$BIN/kube-apiserver" && -x "$BIN/etcd" ]]; then
+components=(kube-apiserver)
+[[ "${1:-}" == node ]] && components+=(kubelet kube-controller-manager kube-scheduler kube-proxy)
+
+# A binary counts as built when it reports the release it was stamped with.
+built() { # binary
+  [[ -x "$BIN/$1" ]] && "$BIN/$1" --version 2>/dev/null | grep -qF "$KUBE_VERSION"
+}
+
+missing=()
+for component in "${components[@]}"; do
+  built "$component" || missing+=("$component")
+done
+etcd_missing=""
+[[ -x "$BIN/etcd" ]] || etcd_missing=1
+coredns_missing=""
+[[ "${1:-}" == node && ! -x "$BIN/coredns-$COREDNS_VERSION" ]] && coredns_missing=1
+if ((${#missing[@]} == 0)) && [[ -z "$etcd_missing$coredns_missing" ]]; then
   echo "$BIN"
   exit 0
 fi
 
-mkdir -p "$BIN"
+mkdir -p "$BIN" "$CACHE/src"
+# Two builds at once would race on the module directories and the binaries.
+exec 9>"$CACHE/src/kube-$KUBE_VERSION.lock"
+flock 9
+
 work="$CACHE/src/kube-$KUBE_VERSION"
 mkdir -p "$work"
 cd "$work"
@@ -32,49 +60,96 @@ staging_version="v0.${KUBE_VERSION#v1.}"
 etcd_version="v$(sed -n 's/^ETCD_VERSION=\${ETCD_VERSION:-\(.*\)}$/\1/p' "$kube_dir/hack/lib/etcd.sh")"
 go_version="$(sed -n 's/^go \(.*\)$/\1/p' "$kube_dir/go.mod")"
 
-{
-  echo "module caduceus.dev/controlplane"
-  echo
-  echo "go $go_version"
-  echo
-  echo "require k8s.io/kubernetes $KUBE_VERSION"
-  echo
-  echo "replace ("
-  sed -n 's#^\t\(k8s.io/[a-z0-9-]*\) => ./staging/src/k8s.io/.*$#\t\1 => \1 '"$staging_version"'#p' "$kube_dir/go.mod"
-  echo ")"
-} >go.mod
-cat >tools.go <<'GO'
-//go:build tools
+if ((${#missing[@]})); then
+  {
+    echo "module caduceus.dev/controlplane"
+    echo
+    echo "go $go_version"
+    echo
+    echo "require k8s.io/kubernetes $KUBE_VERSION"
+    echo
+    echo "replace ("
+    sed -n 's#^\t\(k8s.io/[a-z0-9-]*\) => ./staging/src/k8s.io/.*$#\t\1 => \1 '"$staging_version"'#p' "$kube_dir/go.mod"
+    echo ")"
+  } >go.mod
+  {
+    echo "//go:build tools"
+    echo
+    echo "package controlplane"
+    echo
+    for component in kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy; do
+      echo "import _ \"k8s.io/kubernetes/cmd/$component\""
+    done
+  } >tools.go
+  go mod tidy >&2
 
-package controlplane
+  # What the release's own build stamps (hack/lib/version.sh), so clients
+  # can parse the version the binaries report.
+  minor="${KUBE_VERSION#v1.}"
+  minor="${minor%%.*}"
+  ldflags="-s -w"
+  for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $package.gitVersion=$KUBE_VERSION -X $package.gitMajor=1 -X $package.gitMinor=$minor"
+    ldflags+=" -X $package.gitTreeState=clean -X $package.buildDate=1970-01-01T00:00:00Z"
+  done
+  for component in "${missing[@]}"; do
+    echo "building $component $KUBE_VERSION (staging modules at $staging_version)" >&2
+    CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$BIN/$component.tmp" "k8s.io/kubernetes/cmd/$component"
+    mv "$BIN/$component.tmp" "$BIN/$component"
+  done
+fi
 
-import _ "k8s.io/kubernetes/cmd/kube-apiserver"
-GO
-echo "building kube-apiserver $KUBE_VERSION (staging modules at $staging_version)" >&2
-go mod tidy >&2
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
-mv "$BIN/kube-apiserver.tmp" "$BIN/kube-apiserver"
-
-etcd_work="$CACHE/src/etcd-$etcd_version"
-mkdir -p "$etcd_work"
-cd "$etcd_work"
-cat >go.mod <<GOMOD
+if [[ -n "$etcd_missing" ]]; then
+  etcd_work="$CACHE/src/etcd-$etcd_version"
+  mkdir -p "$etcd_work"
+  cd "$etcd_work"
+  cat >go.mod <<GOMOD
 module caduceus.dev/etcd
 
 go $go_version
 
 require go.etcd.io/etcd/server/v3 $etcd_version
 GOMOD
-cat >tools.go <<'GO'
+  cat >tools.go <<'GO'
 //go:build tools
 
 package etcd
 
 import _ "go.etcd.io/etcd/server/v3"
 GO
-echo "building etcd $etcd_version" >&2
-go mod tidy >&2
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/etcd.tmp" go.etcd.io/etcd/server/v3
-mv "$BIN/etcd.tmp" "$BIN/etcd"
-echo "$etcd_version" >"$BIN/etcd.version"
+  echo "building etcd $etcd_version" >&2
+  go mod tidy >&2
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/etcd.tmp" go.etcd.io/etcd/server/v3
+  mv "$BIN/etcd.tmp" "$BIN/etcd"
+  echo "$etcd_version" >"$BIN/etcd.version"
+fi
+
+if [[ -n "$coredns_missing" ]]; then
+  # CoreDNS's own main package, with the plugins its release compiles in.
+  coredns_work="$CACHE/src/coredns-$COREDNS_VERSION"
+  mkdir -p "$coredns_work"
+  cd "$coredns_work"
+  coredns_dir="$(go mod download -json "github.com/coredns/coredns@$COREDNS_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
+  coredns_go="$(sed -n 's/^go \(.*\)$/\1/p' "$coredns_dir/go.mod")"
+  cat >go.mod <<GOMOD
+module caduceus.dev/coredns
+
+go $coredns_go
+
+require github.com/coredns/coredns $COREDNS_VERSION
+GOMOD
+  cat >tools.go <<'GO'
+//go:build tools
+
+package coredns
+
+import _ "github.com/coredns/coredns"
+GO
+  echo "building coredns $COREDNS_VERSION" >&2
+  go mod tidy >&2
+  CGO_ENABLED=0 go build -trimpath \
+    -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" \
+    -o "$BIN/coredns-$COREDNS_VERSION.tmp" github.com/coredns/coredns
+  mv "$BIN/coredns-$COREDNS_VERSION.tmp" "$BIN/coredns-$COREDNS_VERSION"
+fi
 echo "$BIN"

@@ -20,10 +20,20 @@ if [[ -f "$OUT/postgresql.cnpg.io_clusters.yaml" ]]; then
 fi
 
 command -v go >/dev/null || { echo "hack/cnpg-crds.sh: go is required (the CRDs come from the Go module proxy)" >&2; exit 1; }
+# Tests running in parallel may call this at once on an empty cache: one
+# fetches, the others wait and find the result.
+mkdir -p "$CACHE"
+exec 9>"$OUT.lock"
+flock 9
+if [[ -f "$OUT/postgresql.cnpg.io_clusters.yaml" ]]; then
+  echo "$OUT"
+  exit 0
+fi
 # GOFLAGS=-mod=mod lets `go mod download` run outside a module.
 dir="$(GOFLAGS=-mod=mod go mod download -json "github.com/cloudnative-pg/cloudnative-pg@$CNPG_VERSION" |
   sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
 [[ -d "$dir/config/crd/bases" ]] || { echo "hack/cnpg-crds.sh: no config/crd/bases in $dir" >&2; exit 1; }
+rm -rf "$OUT.tmp"
 mkdir -p "$OUT.tmp"
 cp "$dir"/config/crd/bases/*.yaml "$OUT.tmp/"
 chmod 644 "$OUT.tmp"/*.yaml

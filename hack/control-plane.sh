@@ -6,7 +6,11 @@
 #   hack/control-plane.sh stop    stop exactly what start started; the state directory stays
 #   hack/control-plane.sh env     print the env of a running control plane
 #
-#   CADUCEUS_CP_DIR   state directory (default /tmp/caduceus-control-plane)
+#   CADUCEUS_CP_DIR      state directory (default /tmp/caduceus-control-plane)
+#   CADUCEUS_CP_NETNS    run etcd and the API server inside this network
+#                        namespace (hack/node.sh sets it: the real node's)
+#   CADUCEUS_CP_ADDRESS  the API server's address there (default 127.0.0.1);
+#                        pods reach it through the `kubernetes` Service
 #
 # `start` writes two kubeconfigs: an admin, and the operator's identity
 # (system:serviceaccount:caduceus-system:caduceus) bound to the ClusterRole the
@@ -21,7 +25,23 @@ DIR="${CADUCEUS_CP_DIR:-/tmp/caduceus-control-plane}"
 # Paths go into the kubeconfigs and the env file, read from any directory.
 [[ "$DIR" == /* ]] || DIR="$PWD/$DIR"
 DIR="${DIR%/}"
+NETNS="${CADUCEUS_CP_NETNS:-}"
+ADDRESS="${CADUCEUS_CP_ADDRESS:-127.0.0.1}"
+# The first address of the Service range: the `kubernetes` Service.
+SERVICE_RANGE=10.96.0.0/16
+KUBERNETES_SERVICE_IP=10.96.0.1
 OPERATOR_USER="system:serviceaccount:caduceus-system:caduceus"
+# Node components of the real node (hack/node.sh), each under the identity
+# Kubernetes' bootstrap RBAC grants its permissions to.
+NODE_USERS=(
+  "kubelet,system:node:caduceus-node,system:nodes"
+  "kube-controller-manager,system:kube-controller-manager,"
+  "kube-scheduler,system:kube-scheduler,"
+  "kube-proxy,system:kube-proxy,"
+  "coredns,caduceus:coredns,"
+)
+in_netns=()
+[[ -n "$NETNS" ]] && in_netns=(nsenter --net="/var/run/netns/$NETNS")
 # Marks a directory this script made, so `start` never wipes anything else.
 MARKER=".caduceus-control-plane"
 READY_TIMEOUT=60
@@ -83,7 +103,7 @@ kind: Config
 clusters:
 - name: caduceus
   cluster:
-    server: https://127.0.0.1:$API_PORT
+    server: https://$ADDRESS:$API_PORT
     certificate-authority-data: $(base64 -w0 "$DIR/ca.crt")
 users:
 - name: user
@@ -192,7 +212,7 @@ start() {
   API_PORT="$(sed -n 3p <<<"$ports")"
 
   # Our own OpenSSL config, so the certificates do not depend on the system's.
-  cat >"$DIR/openssl.cnf" <<'CNF'
+  cat >"$DIR/openssl.cnf" <<CNF
 [req]
 distinguished_name = dn
 [dn]
@@ -204,7 +224,7 @@ subjectKeyIdentifier = hash
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1,DNS:localhost
+subjectAltName = IP:127.0.0.1,DNS:localhost,IP:$ADDRESS,IP:$KUBERNETES_SERVICE_IP,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
 CNF
   {
     openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=caduceus-control-plane-ca" \
@@ -226,6 +246,16 @@ CNF
 $admin_token,caduceus-admin,caduceus-admin,"system:masters,system:authenticated"
 $operator_token,$OPERATOR_USER,caduceus-operator,"system:serviceaccounts,system:serviceaccounts:caduceus-system,system:authenticated"
 TOKENS
+  if [[ -n "$NETNS" ]]; then
+    local entry component user group token
+    for entry in "${NODE_USERS[@]}"; do
+      IFS=, read -r component user group <<<"$entry"
+      token="$(openssl rand -hex 32)"
+      echo "$token,$user,$user,\"${group:+$group,}system:authenticated\"" >>"$DIR/tokens.csv"
+      echo "$component $token" >>"$DIR/node-tokens"
+    done
+    chmod 600 "$DIR/node-tokens"
+  fi
   chmod 600 "$DIR/tokens.csv"
 
   cat >"$DIR/audit-policy.yaml" <<'POLICY'
@@ -238,7 +268,7 @@ POLICY
 
   BOOTING=1
   # The data is thrown away, and fsync dominates write latency on CI disks.
-  launch etcd "$bin/etcd" \
+  launch etcd "${in_netns[@]}" "$bin/etcd" \
     --name caduceus \
     --data-dir "$DIR/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -250,23 +280,28 @@ POLICY
     --log-level warn
 
   # Blocking audit: an event is in the log before its response returns, so a
-  # test can read it right away. No endpoint reconciler: Endpoints reject the
-  # loopback advertise address, and nothing in the cluster needs the
-  # `kubernetes` Service. OwnerReferencesPermissionEnforcement, as on
+  # test can read it right away. On loopback, no endpoint reconciler:
+  # Endpoints reject the loopback advertise address, and nothing in the
+  # cluster needs the `kubernetes` Service; in the node's namespace the API
+  # server listens on the node's address too and keeps the Service's
+  # endpoints, so pods reach it. OwnerReferencesPermissionEnforcement, as on
   # OpenShift and hardened clusters: an owner reference that blocks the
   # owner's deletion needs `update` on the owner's finalizers, which the
   # operator's role does not grant.
-  launch kube-apiserver "$bin/kube-apiserver" \
+  local bind_address=127.0.0.1 reconciler=none
+  [[ -n "$NETNS" ]] && bind_address=0.0.0.0 reconciler=lease
+  launch kube-apiserver "${in_netns[@]}" "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address 127.0.0.1 \
-    --advertise-address 127.0.0.1 \
+    --bind-address "$bind_address" \
+    --advertise-address "$ADDRESS" \
     --secure-port "$API_PORT" \
     --tls-cert-file "$DIR/apiserver.crt" \
     --tls-private-key-file "$DIR/apiserver.key" \
     --client-ca-file "$DIR/ca.crt" \
     --token-auth-file "$DIR/tokens.csv" \
-    --authorization-mode RBAC \
-    --service-cluster-ip-range 10.96.0.0/16 \
+    --authorization-mode Node,RBAC \
+    --service-cluster-ip-range "$SERVICE_RANGE" \
+    --kubelet-preferred-address-types InternalIP \
     --service-account-issuer https://kubernetes.default.svc \
     --service-account-key-file "$DIR/sa.pub" \
     --service-account-signing-key-file "$DIR/sa.key" \
@@ -275,12 +310,18 @@ POLICY
     --audit-log-format json \
     --audit-log-maxsize 200 \
     --audit-log-mode blocking \
-    --endpoint-reconciler-type none \
-    --enable-admission-plugins OwnerReferencesPermissionEnforcement \
+    --endpoint-reconciler-type "$reconciler" \
+    --enable-admission-plugins OwnerReferencesPermissionEnforcement,NodeRestriction \
     --v 1
 
   kubeconfig "$DIR/admin.kubeconfig" "$admin_token"
   kubeconfig "$DIR/operator.kubeconfig" "$operator_token"
+  if [[ -n "$NETNS" ]]; then
+    local component token
+    while read -r component token; do
+      kubeconfig "$DIR/$component.kubeconfig" "$token"
+    done <"$DIR/node-tokens"
+  fi
 
   local deadline=$((SECONDS + READY_TIMEOUT))
   until admin get --raw /readyz >/dev/null 2>&1; do
