@@ -30,8 +30,7 @@ use super::database::{self, secret_env};
 use super::names::StageNames;
 use super::placement;
 use super::pod::{
-    container_resources, image, pull_policy, pull_secrets, restricted_container, restricted_pod,
-    stage_meta,
+    container_resources, image, pull_policy, restricted_container, restricted_pod_spec, stage_meta,
 };
 use super::synapse::{self, SYNAPSE_UID, volume_claim};
 
@@ -407,16 +406,11 @@ fn pod_template(inputs: &BackupInputs<'_>, task: Task<'_>) -> PodTemplateSpec {
         ..PodAffinity::default()
     });
     let mut pod = PodSpec {
-        containers: vec![container],
         restart_policy: Some("Never".into()),
+        volumes: Some(volumes),
         // Same uid and group as Synapse: the media files stay Synapse's
         // and no volume is re-owned between the two.
-        security_context: Some(restricted_pod(SYNAPSE_UID)),
-        automount_service_account_token: Some(false),
-        enable_service_links: Some(false),
-        image_pull_secrets: pull_secrets(&spec.images),
-        volumes: Some(volumes),
-        ..PodSpec::default()
+        ..restricted_pod_spec(container, SYNAPSE_UID, &spec.images)
     };
     placement::pod_placement(
         spec,

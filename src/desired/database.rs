@@ -24,8 +24,8 @@ use super::keys::{DATABASE_PASSWORD, StageSecrets};
 use super::names::StageNames;
 use super::placement::{self, PodPlacement};
 use super::pod::{
-    POSTGRES_IMAGE, container_resources, image, pull_policy, pull_secrets, restricted_container,
-    restricted_pod, stage_meta,
+    POSTGRES_IMAGE, container_resources, image, pull_policy, restricted_container,
+    restricted_pod_spec, stage_meta,
 };
 use super::synapse::{service_port, volume_claim};
 
@@ -386,11 +386,6 @@ pub fn managed_stateful_set(
                 }),
                 spec: Some({
                     let mut pod = PodSpec {
-                        containers: vec![container],
-                        security_context: Some(restricted_pod(POSTGRES_UID)),
-                        automount_service_account_token: Some(false),
-                        enable_service_links: Some(false),
-                        image_pull_secrets: pull_secrets(&spec.images),
                         // A clean shutdown (checkpoint) avoids crash recovery.
                         termination_grace_period_seconds: Some(120),
                         volumes: Some(vec![
@@ -406,7 +401,7 @@ pub fn managed_stateful_set(
                             empty_dir("tmp", None, Some("1Gi")),
                             empty_dir("shm", Some("Memory"), Some("256Mi")),
                         ]),
-                        ..PodSpec::default()
+                        ..restricted_pod_spec(container, POSTGRES_UID, &spec.images)
                     };
                     placement.apply_to(&mut pod);
                     pod

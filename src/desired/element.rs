@@ -33,8 +33,8 @@ use super::content_hash;
 use super::names::{CONFIG_HASH_ANNOTATION, StageNames};
 use super::placement::{Component, pod_placement};
 use super::pod::{
-    ELEMENT_WEB_REPOSITORY, annotation, container_resources, image, pull_policy, pull_secrets,
-    restricted_container, restricted_pod, stage_meta,
+    ELEMENT_WEB_REPOSITORY, annotation, container_resources, image, pull_policy,
+    restricted_container, restricted_pod_spec, stage_meta,
 };
 use super::well_known::{
     self, CLIENT_FILE, NGINX_FILE, SERVER_FILE, WELL_KNOWN_DIR, WELL_KNOWN_PORT,
@@ -261,11 +261,6 @@ pub fn deployment(inputs: &ElementInputs<'_>) -> Deployment {
         well_known_items.push(key_to_path(SERVER_FILE));
     }
     let mut pod = PodSpec {
-        containers: vec![container],
-        security_context: Some(restricted_pod(NGINX_UID)),
-        automount_service_account_token: Some(false),
-        enable_service_links: Some(false),
-        image_pull_secrets: pull_secrets(&spec.images),
         volumes: Some(vec![
             empty_dir("tmp"),
             empty_dir("nginx-cache"),
@@ -273,7 +268,7 @@ pub fn deployment(inputs: &ElementInputs<'_>) -> Deployment {
             config_volume("config", names.element_web(), None),
             config_volume("well-known", names.element_web(), Some(well_known_items)),
         ]),
-        ..PodSpec::default()
+        ..restricted_pod_spec(container, NGINX_UID, &spec.images)
     };
     pod_placement(spec, stage, Component::ElementWeb, &selector).apply_to(&mut pod);
     let hash =

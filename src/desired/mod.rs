@@ -129,18 +129,8 @@ impl Child {
         value["apiVersion"] = resource.api_version.clone().into();
         value["kind"] = resource.kind.clone().into();
         let hash = content_hash(&value);
-        let mut object: DynamicObject =
-            serde_json::from_value(value).expect("an object with metadata");
-        object
-            .metadata
-            .annotations
-            .get_or_insert_with(Default::default)
-            .insert(DESIRED_HASH_ANNOTATION.to_owned(), hash);
-        Self {
-            resource,
-            object,
-            ownership,
-        }
+        let object: DynamicObject = serde_json::from_value(value).expect("an object with metadata");
+        Self::stamped(resource, object, hash, ownership)
     }
 
     /// An untyped object (a kind of another operator's CRD, such as
@@ -152,6 +142,17 @@ impl Child {
         });
         let value = serde_json::to_value(&object).expect("Kubernetes objects serialize");
         let hash = content_hash(&value);
+        Self::stamped(resource, object, hash, ownership)
+    }
+
+    /// A child carrying the hash of its content, so any change of intent
+    /// (including a field no longer set) differs from the live object.
+    fn stamped(
+        resource: ApiResource,
+        mut object: DynamicObject,
+        hash: String,
+        ownership: Ownership,
+    ) -> Self {
         object
             .metadata
             .annotations

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, LocalObjectReference, PodSecurityContext, ResourceRequirements, SeccompProfile,
-    SecurityContext,
+    Capabilities, Container, LocalObjectReference, PodSecurityContext, PodSpec,
+    ResourceRequirements, SeccompProfile, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::ObjectMeta;
@@ -136,6 +136,20 @@ pub fn container_resources(
             Quantity(memory_limit.into()),
         )])),
         ..ResourceRequirements::default()
+    }
+}
+
+/// A pod of one container that passes the restricted Pod Security
+/// Standard, runs as `uid`, gets no API token or service links (it needs
+/// neither) and pulls with the instance's pull secrets.
+pub fn restricted_pod_spec(container: Container, uid: i64, images: &Images) -> PodSpec {
+    PodSpec {
+        containers: vec![container],
+        security_context: Some(restricted_pod(uid)),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        image_pull_secrets: pull_secrets(images),
+        ..PodSpec::default()
     }
 }
 

@@ -18,8 +18,8 @@ use super::homeserver::CLIENT_PORT;
 use super::keys::REGISTRATION_SHARED_SECRET;
 use super::names::{SMOKE_TEST_COMPONENT, StageNames};
 use super::pod::{
-    SYNAPSE_REPOSITORY, container_resources, image, pull_policy, pull_secrets,
-    restricted_container, restricted_pod, stage_meta,
+    SYNAPSE_REPOSITORY, container_resources, image, pull_policy, restricted_container,
+    restricted_pod_spec, stage_meta,
 };
 use super::synapse::SYNAPSE_UID;
 
@@ -120,12 +120,7 @@ pub fn job(
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    containers: vec![container],
                     restart_policy: Some("Never".into()),
-                    security_context: Some(restricted_pod(SYNAPSE_UID)),
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    image_pull_secrets: pull_secrets(&spec.images),
                     volumes: Some(vec![Volume {
                         name: "script".into(),
                         config_map: Some(ConfigMapVolumeSource {
@@ -135,7 +130,7 @@ pub fn job(
                         }),
                         ..Volume::default()
                     }]),
-                    ..PodSpec::default()
+                    ..restricted_pod_spec(container, SYNAPSE_UID, &spec.images)
                 }),
             },
             ..JobSpec::default()

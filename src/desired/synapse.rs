@@ -28,8 +28,8 @@ use super::names::{CONFIG_HASH_ANNOTATION, StageNames};
 use super::placement::PodPlacement;
 use super::pod::SYNAPSE_REPOSITORY;
 use super::pod::{
-    annotation, container_resources, image, pull_policy, pull_secrets, restricted_container,
-    restricted_pod, stage_meta,
+    annotation, container_resources, image, pull_policy, restricted_container, restricted_pod_spec,
+    stage_meta,
 };
 
 /// The component label of Synapse's objects.
@@ -207,11 +207,6 @@ pub fn stateful_set(inputs: &SynapseInputs<'_>) -> StatefulSet {
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    containers: vec![container],
-                    security_context: Some(restricted_pod(SYNAPSE_UID)),
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    image_pull_secrets: pull_secrets(&spec.images),
                     termination_grace_period_seconds: Some(60),
                     node_selector: placement.node_selector.clone(),
                     tolerations: placement.tolerations.clone(),
@@ -250,7 +245,7 @@ pub fn stateful_set(inputs: &SynapseInputs<'_>) -> StatefulSet {
                             ..Volume::default()
                         },
                     ]),
-                    ..PodSpec::default()
+                    ..restricted_pod_spec(container, SYNAPSE_UID, &spec.images)
                 }),
             },
             ..StatefulSetSpec::default()
