@@ -30,6 +30,7 @@ use serde_json::{Map, Value, json};
 use crate::api::{MessengerInstanceSpec, Profile, RegistrationMode, Stage};
 
 use super::content_hash;
+use super::merge::deep_merge;
 use super::names::{CONFIG_HASH_ANNOTATION, StageNames};
 use super::placement::{Component, pod_placement};
 use super::pod::{
@@ -89,7 +90,7 @@ pub fn config_json(spec: &MessengerInstanceSpec, stage: &Stage, federation: bool
         // Nothing phones home: no identity server lookups, no feedback to
         // element.io, no share-to-social links, no URL previews (the
         // homeserver refuses them too).
-        merge(
+        deep_merge(
             &mut setting_defaults,
             &json!({
                 "UIFeature.identityServer": false,
@@ -101,7 +102,7 @@ pub fn config_json(spec: &MessengerInstanceSpec, stage: &Stage, federation: bool
         );
     }
     if let Some(own) = &element.setting_defaults {
-        merge(&mut setting_defaults, own);
+        deep_merge(&mut setting_defaults, own);
     }
     let mut config = json!({
         "default_server_config": {
@@ -121,33 +122,9 @@ pub fn config_json(spec: &MessengerInstanceSpec, stage: &Stage, federation: bool
         "setting_defaults": setting_defaults,
     });
     if let Some(own) = &element.config {
-        merge(&mut config, own);
+        deep_merge(&mut config, own);
     }
     config
-}
-
-/// Merges `patch` into `target` like a JSON merge patch (RFC 7386), the
-/// rule every free-form field follows: objects merge key by key, `null`
-/// removes a key, anything else replaces.
-fn merge(target: &mut Value, patch: &Value) {
-    match (target, patch) {
-        (Value::Object(target), Value::Object(patch)) => {
-            for (key, value) in patch {
-                if value.is_null() {
-                    target.remove(key);
-                } else {
-                    merge(target.entry(key.clone()).or_insert(Value::Null), value);
-                }
-            }
-        }
-        // An object replacing a non-object is merged into an empty one, so
-        // its own nulls are dropped too.
-        (target, patch @ Value::Object(_)) => {
-            *target = Value::Object(Map::new());
-            merge(target, patch);
-        }
-        (target, patch) => *target = patch.clone(),
-    }
 }
 
 /// The ConfigMap with `config.json`, the well-known documents and the

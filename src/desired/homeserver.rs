@@ -20,7 +20,6 @@
 //!    `settings` may not touch (validation refuses it; applied last so that
 //!    it holds regardless).
 
-mod merge;
 mod profile;
 
 use serde_json::{Map, Value, json};
@@ -35,7 +34,7 @@ use crate::validate::{ValidationError, homeserver_problems};
 use super::database::DatabaseConnection;
 use super::keys::{SIGNING_KEY, StageSecrets};
 
-pub use merge::deep_merge;
+pub use super::merge::deep_merge;
 pub use profile::{BASELINE_MAX_LIFETIME, BASELINE_PURGE_INTERVAL, BASELINE_SESSION_LIFETIME};
 
 /// The port of the client listener (which also serves the admin API).

@@ -8,6 +8,7 @@ pub mod database;
 pub mod element;
 pub mod homeserver;
 pub mod keys;
+pub mod merge;
 pub mod names;
 pub mod network;
 pub mod placement;

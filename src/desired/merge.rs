@@ -1,6 +1,7 @@
-//! The one merge rule of the homeserver configuration: objects merge key by
-//! key, anything else (scalars, lists) is replaced, and `null` removes the
-//! key so that Synapse's own default applies.
+//! The one merge rule of every free-form field (homeserver `settings`,
+//! Element Web's `config`), as a JSON merge patch (RFC 7386): objects merge
+//! key by key, anything else (scalars, lists) is replaced, and `null`
+//! removes the key so that the program's own default applies.
 
 use serde_json::Value;
 
