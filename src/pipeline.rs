@@ -220,7 +220,8 @@ mod tests {
             stages: vec![observed],
             objects: Vec::new(),
         };
-        let views = StageView::all(&instance, "messenger", &observation);
+        let validated = crate::validate::validate(&instance.spec).unwrap();
+        let views = StageView::all(&instance, &validated, "messenger", &observation);
         let keys = views
             .iter()
             .map(
@@ -289,7 +290,8 @@ mod tests {
             stages: vec![StageObservation::default(); 2],
             objects: Vec::new(),
         };
-        let views = StageView::all(&instance, "messenger", &observation);
+        let validated = crate::validate::validate(&instance.spec).unwrap();
+        let views = StageView::all(&instance, &validated, "messenger", &observation);
         assert!(matches!(
             prerequisites(&views[0], StageSecrets::placeholders),
             Ok(Keys::Mint(_))
@@ -304,7 +306,7 @@ mod tests {
             ],
             objects: Vec::new(),
         };
-        let views = StageView::all(&instance, "messenger", &lost);
+        let views = StageView::all(&instance, &validated, "messenger", &lost);
         let stall = prerequisites(&views[0], StageSecrets::placeholders).unwrap_err();
         assert_eq!(stall.reason, StallReason::KeysMissing);
         let plan = plan_beta(&instance, lost.stages[0].clone());

@@ -68,30 +68,33 @@ pub async fn reconcile(
     let now = ctx.now();
     let previous = instance.status.clone().unwrap_or_default();
 
-    if let Err(problems) = crate::validate::validate(&instance.spec) {
-        let message = problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        let stall = Stall::new(StallReason::InvalidSpec, message);
-        let stages = previous.stages.clone();
-        write_status(
-            &instance,
-            &ctx,
-            &applier,
-            &previous,
-            stages,
-            Some(&stall),
-            &now,
-        )
-        .await?;
-        // Nothing changes until the spec does.
-        return Ok(Action::await_change());
-    }
+    let validated = match crate::validate::validate(&instance.spec) {
+        Ok(validated) => validated,
+        Err(problems) => {
+            let message = problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            let stall = Stall::new(StallReason::InvalidSpec, message);
+            let stages = previous.stages.clone();
+            write_status(
+                &instance,
+                &ctx,
+                &applier,
+                &previous,
+                stages,
+                Some(&stall),
+                &now,
+            )
+            .await?;
+            // Nothing changes until the spec does.
+            return Ok(Action::await_change());
+        }
+    };
 
     let observed = observe::observe_instance(&ctx.stores, &namespace, &instance);
-    let views = StageView::all(&instance, &namespace, &observed);
+    let views = StageView::all(&instance, &validated, &namespace, &observed);
     let mut stage_keys = Vec::with_capacity(views.len());
     for view in &views {
         stage_keys.push(resolve_keys(&ctx, &applier, view).await?);

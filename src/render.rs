@@ -19,7 +19,7 @@ use crate::observe::{InstanceObservation, StageObservation};
 use crate::pipeline;
 use crate::plan::StageView;
 use crate::plan::keys::{self, Keys};
-use crate::validate::{self, ValidationError};
+use crate::validate::{self, ValidatedSpec, ValidationError};
 
 /// Why an instance file cannot be rendered. Each message says what to fix.
 #[derive(Debug, Error)]
@@ -90,7 +90,7 @@ pub fn parse_instance(text: &str, path: &Path) -> Result<MessengerInstance, Rend
 }
 
 /// Checks an instance as admission and the operator would.
-pub fn check(instance: &MessengerInstance) -> Result<(), RenderError> {
+pub fn check(instance: &MessengerInstance) -> Result<ValidatedSpec<'_>, RenderError> {
     let admission = admission_errors(instance);
     if !admission.is_empty() {
         return Err(RenderError::Admission(admission));
@@ -153,7 +153,8 @@ pub fn desired_from_nothing(
         stages: vec![StageObservation::default(); instance.spec.stages.len()],
         objects: Vec::new(),
     };
-    let views = StageView::all(instance, namespace, &observed);
+    let validated = validate::validate(&instance.spec).map_err(RenderError::Invalid)?;
+    let views = StageView::all(instance, &validated, namespace, &observed);
     let mut minted = Vec::new();
     let mut stage_keys = Vec::new();
     for view in &views {

@@ -7,10 +7,9 @@
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::api::effective_retention;
 use crate::api::{
     Duration, FederationMode, Homeserver, MessengerInstanceSpec, Registration, RegistrationMode,
-    Retention, Stage, StageHomeserver,
+    Release, Retention, Stage, StageHomeserver, effective_release, effective_retention,
 };
 use crate::settings_keys::owned::{OWNED_RETENTION_KEYS, owned_key, owned_oidc_key};
 use crate::settings_keys::synapse_keys::{KNOWN_KEYS, SYNAPSE_VERSION};
@@ -90,17 +89,45 @@ fn did_you_mean(suggestion: &Option<&'static str>) -> String {
         .unwrap_or_default()
 }
 
-/// Every problem of a spec.
-pub fn validate(spec: &MessengerInstanceSpec) -> Result<(), Vec<ValidationError>> {
+/// A spec that passed every check, with what it amounts to per stage. Only
+/// `validate` makes one, so whatever takes it (the planners) knows its
+/// input was checked.
+#[derive(Clone, Debug)]
+pub struct ValidatedSpec<'a> {
+    pub spec: &'a MessengerInstanceSpec,
+    /// One per stage, in spec order.
+    pub stages: Vec<ValidatedStage<'a>>,
+}
+
+/// The effective settings of one stage.
+#[derive(Clone, Debug)]
+pub struct ValidatedStage<'a> {
+    pub stage: &'a Stage,
+    /// The release the spec asks for: the stage's pin, else the train.
+    pub release: Release,
+    /// Rollouts are paused for the instance or the stage.
+    pub paused: bool,
+}
+
+/// Every problem of a spec, or the spec validated.
+pub fn validate(spec: &MessengerInstanceSpec) -> Result<ValidatedSpec<'_>, Vec<ValidationError>> {
     let mut problems = instance_problems(&spec.homeserver);
     for stage in &spec.stages {
         problems.extend(stage_problems(spec, stage));
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems)
+    if !problems.is_empty() {
+        return Err(problems);
     }
+    let stages = spec
+        .stages
+        .iter()
+        .map(|stage| ValidatedStage {
+            stage,
+            release: effective_release(spec, stage),
+            paused: spec.paused || stage.paused,
+        })
+        .collect();
+    Ok(ValidatedSpec { spec, stages })
 }
 
 /// The problems that affect one stage's homeserver configuration: the
@@ -491,7 +518,7 @@ mod tests {
     /// The messages of a spec's problems.
     fn messages(homeserver: &str, stage_homeserver: &str) -> Vec<String> {
         match validate(&spec(homeserver, stage_homeserver)) {
-            Ok(()) => Vec::new(),
+            Ok(_) => Vec::new(),
             Err(problems) => problems.iter().map(ToString::to_string).collect(),
         }
     }

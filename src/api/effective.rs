@@ -1,7 +1,7 @@
 //! Effective per-stage settings: what a stage's overrides and the
 //! instance's defaults amount to. Read by `validate` and `desired` alike.
 
-use super::{MessengerInstanceSpec, Retention, Stage};
+use super::{MessengerInstanceSpec, Release, Retention, Stage};
 
 /// The retention policy in force on a stage: each field of the stage's
 /// override replaces the instance's.
@@ -30,5 +30,15 @@ pub fn effective_retention(spec: &MessengerInstanceSpec, stage: &Stage) -> Optio
                 .clone()
                 .or_else(|| base.purge_interval.clone()),
         }),
+    }
+}
+
+/// The release a stage's spec asks for: its own pin where set, else the train.
+pub fn effective_release(spec: &MessengerInstanceSpec, stage: &Stage) -> Release {
+    let train = &spec.release;
+    let pin = stage.release.clone().unwrap_or_default();
+    Release {
+        synapse: pin.synapse.unwrap_or_else(|| train.synapse.clone()),
+        element_web: pin.element_web.unwrap_or_else(|| train.element_web.clone()),
     }
 }

@@ -6,7 +6,7 @@ mod spec;
 mod status;
 pub mod values;
 
-pub use effective::effective_retention;
+pub use effective::{effective_release, effective_retention};
 pub use spec::*;
 pub use status::*;
 pub use values::{Duration, Hostname, StorageSize, Version};

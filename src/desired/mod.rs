@@ -376,12 +376,7 @@ pub fn federation_enabled(instance: &MessengerInstance, stage: &Stage) -> bool {
 
 /// The release a stage's spec asks for: its own pin where set, else the train.
 pub fn desired_release(instance: &MessengerInstance, stage: &Stage) -> Release {
-    let train = &instance.spec.release;
-    let pin = stage.release.clone().unwrap_or_default();
-    Release {
-        synapse: pin.synapse.unwrap_or_else(|| train.synapse.clone()),
-        element_web: pin.element_web.unwrap_or_else(|| train.element_web.clone()),
-    }
+    crate::api::effective_release(&instance.spec, stage)
 }
 
 /// Every child of an instance, owned children stamped with the owner

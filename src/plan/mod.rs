@@ -18,6 +18,7 @@ use crate::api::{DeletionPolicy, MessengerInstance, Stage, StageStatus};
 use crate::desired::Child;
 use crate::desired::names::{STAGE_LABEL, StageNames};
 use crate::observe::{InstanceObservation, StageObservation};
+use crate::validate::{ValidatedSpec, ValidatedStage};
 
 /// The finalizer that deletes retained data, set only under
 /// `deletionPolicy: Delete`.
@@ -28,6 +29,8 @@ pub const DELETE_DATA_FINALIZER: &str = "caduceus.dev/delete-data";
 pub struct StageView<'a> {
     pub instance: &'a MessengerInstance,
     pub stage: &'a Stage,
+    /// The stage's effective settings, from `validate`.
+    pub settings: &'a ValidatedStage<'a>,
     pub names: StageNames,
     pub namespace: &'a str,
     /// The stage's recorded status.
@@ -36,25 +39,27 @@ pub struct StageView<'a> {
 }
 
 impl<'a> StageView<'a> {
-    /// The views of every stage of an instance, in spec order.
+    /// The views of every stage of a validated instance, in spec order.
     pub fn all(
         instance: &'a MessengerInstance,
+        validated: &'a ValidatedSpec<'a>,
         namespace: &'a str,
         observed: &'a InstanceObservation,
     ) -> Vec<Self> {
         let name = instance.metadata.name.as_deref().unwrap_or_default();
         let previous = instance.status.as_ref();
-        instance
-            .spec
+        validated
             .stages
             .iter()
             .zip(&observed.stages)
-            .map(|(stage, observed)| StageView {
+            .map(|(settings, observed)| StageView {
                 instance,
-                stage,
-                names: StageNames::new(name, &stage.name),
+                stage: settings.stage,
+                settings,
+                names: StageNames::new(name, &settings.stage.name),
                 namespace,
-                before: previous.and_then(|p| p.stages.iter().find(|s| s.name == stage.name)),
+                before: previous
+                    .and_then(|p| p.stages.iter().find(|s| s.name == settings.stage.name)),
                 observed,
             })
             .collect()

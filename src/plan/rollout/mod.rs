@@ -23,7 +23,7 @@ use super::StageView;
 pub fn decide(view: &StageView<'_>, earlier: &[StageStatus], now: Timestamp) -> Decision {
     let (instance, stage, names, observed) =
         (view.instance, view.stage, &view.names, view.observed);
-    let desired = desired::desired_release(instance, stage);
+    let desired = view.settings.release.clone();
     let suffix = release_suffix(desired.synapse.as_str());
     let source = stage.promotion.as_ref().map(|promotion| Source {
         name: &promotion.from,
@@ -34,7 +34,7 @@ pub fn decide(view: &StageView<'_>, earlier: &[StageStatus], now: Timestamp) -> 
         previous: view.before,
         promotion: stage.promotion.as_ref(),
         source,
-        paused: instance.spec.paused || stage.paused,
+        paused: view.settings.paused,
         backups: instance.spec.backups.is_some(),
         backup_job: job_state(observed.job(&names.backup_job(&suffix))),
         smoke_job: job_state(observed.job(&names.smoke_test_job(&suffix))),
