@@ -394,41 +394,47 @@ stop_container() {
 # PostgreSQL as the operator runs it: uid 999, read-only root, the data
 # volume and /var/run/postgresql, /tmp, /dev/shm writable.
 verify_postgres() {
-  local data="$VERIFY_DIR/pgdata" id=verify-postgres
+  local data="$VERIFY_DIR/pgdata" id start i ready
   mkdir -p "$data" && chown 999:999 "$data"
-  echo "check $(ref_of postgres): initdb and start as 999:999" >&2
-  ctr_k8s run --detach --read-only --log-uri "file://$VERIFY_DIR/$id.log" \
-    --env POSTGRES_USER=synapse --env POSTGRES_DB=synapse --env POSTGRES_PASSWORD=s3cret \
-    --env "POSTGRES_INITDB_ARGS=--encoding=UTF8 --locale=C" --env PGDATA=/var/lib/postgresql/data/pgdata \
-    --mount "type=bind,src=$data,dst=/var/lib/postgresql/data,options=rbind:rw" \
-    --mount "$(empty_dir 999 /var/run/postgresql)" \
-    --mount "$(empty_dir 999 /tmp)" \
-    --mount "$(empty_dir 999 /dev/shm)" \
-    "$(ref_of postgres)" "$id" >/dev/null
-  local i ready=
-  for i in $(seq 60); do
-    if ctr_k8s tasks exec --exec-id "probe$i" --user 999:999 "$id" \
-      pg_isready --host=127.0.0.1 --port=5432 --username=synapse --dbname=synapse >/dev/null 2>&1; then
-      ready=1
-      break
-    fi
-    sleep 1
+  # The first start initialises the volume, the second finds it initialised.
+  for start in first second; do
+    id="verify-postgres-$start"
+    echo "check $(ref_of postgres): $start start as 999:999" >&2
+    ctr_k8s run --detach --read-only --log-uri "file://$VERIFY_DIR/$id.log" \
+      --env POSTGRES_USER=synapse --env POSTGRES_DB=synapse --env POSTGRES_PASSWORD=s3cret \
+      --env "POSTGRES_INITDB_ARGS=--encoding=UTF8 --locale=C" --env PGDATA=/var/lib/postgresql/data/pgdata \
+      --mount "type=bind,src=$data,dst=/var/lib/postgresql/data,options=rbind:rw" \
+      --mount "$(empty_dir 999 /var/run/postgresql)" \
+      --mount "$(empty_dir 999 /tmp)" \
+      --mount "$(empty_dir 999 /dev/shm)" \
+      "$(ref_of postgres)" "$id" >/dev/null
+    ready=
+    for i in $(seq 60); do
+      # The probe of the managed database's pods.
+      if ctr_k8s tasks exec --exec-id "probe$i" --user 999:999 "$id" \
+        pg_isready --host=127.0.0.1 --port=5432 --username=synapse --dbname=synapse >/dev/null 2>&1; then
+        ready=1
+        break
+      fi
+      sleep 1
+    done
+    [[ -n "$ready" ]] || die "postgres did not become ready: $(tail -20 "$VERIFY_DIR/$id.log")"
+    # user | encoding | collate | ctype | scram password | listen | scram host rule
+    ctr_k8s tasks exec --exec-id query --user 999:999 "$id" \
+      env PGPASSWORD=s3cret psql --host=127.0.0.1 --username=synapse --dbname=synapse --tuples-only --no-align --command \
+      "SELECT current_user, pg_encoding_to_char(encoding), datcollate, datctype, (SELECT rolpassword LIKE 'SCRAM-SHA-256%' FROM pg_authid WHERE rolname = 'synapse'), current_setting('listen_addresses'), (SELECT count(*) FROM pg_hba_file_rules WHERE type = 'host' AND auth_method = 'scram-sha-256' AND address = 'all') FROM pg_database WHERE datname = current_database()" >&2
+    ctr_k8s tasks kill --signal SIGTERM "$id" >/dev/null
+    for i in $(seq 30); do
+      ctr_k8s tasks list | grep -q "^$id .*RUNNING" || break
+      sleep 1
+    done
+    stop_container "$id"
   done
-  [[ -n "$ready" ]] || die "postgres did not become ready: $(tail -20 "$VERIFY_DIR/$id.log")"
-  ctr_k8s tasks exec --exec-id query --user 999:999 "$id" \
-    env PGPASSWORD=s3cret psql --host=127.0.0.1 --username=synapse --dbname=synapse --tuples-only --no-align --command \
-    "SELECT current_user, pg_encoding_to_char(encoding), datcollate, datctype, (SELECT rolpassword LIKE 'SCRAM-SHA-256%' FROM pg_authid WHERE rolname = 'synapse'), current_setting('listen_addresses'), (SELECT count(*) FROM pg_hba_file_rules WHERE type = 'host' AND auth_method = 'scram-sha-256' AND address = 'all') FROM pg_database WHERE datname = current_database()" >&2
-  ctr_k8s tasks kill --signal SIGTERM "$id" >/dev/null
-  for i in $(seq 30); do
-    ctr_k8s tasks list --quiet | grep -qx "$id" || break
-    ctr_k8s tasks list | grep -q "^$id .*STOPPED" && break
-    sleep 1
-  done
-  ctr_k8s tasks delete "$id" >/dev/null 2>&1 || true
-  ctr_k8s containers delete "$id" >/dev/null
-  # A second start on the initialised volume goes straight to postgres.
-  [[ -s "$data/pgdata/PG_VERSION" ]] || die "no PG_VERSION after the first start"
-  echo "postgres: initialised, scram password, restartable data in $data/pgdata" >&2
+  if grep -q initialising "$VERIFY_DIR/verify-postgres-second.log" ||
+    ! grep -q 'database system is ready' "$VERIFY_DIR/verify-postgres-second.log"; then
+    die "the second start did not reuse the initialised volume: $(tail -20 "$VERIFY_DIR/verify-postgres-second.log")"
+  fi
+  echo "postgres: initialised UTF8/C with a scram password, restarted on the same volume" >&2
 }
 
 # Element Web as the operator runs it: uid 101, read-only root, emptyDirs
@@ -482,10 +488,15 @@ EOF
   echo "element-web: /config.json, /.well-known/matrix/client and / served" >&2
 }
 
-case "${1:-}" in
-  build) shift; cmd_build "$@" ;;
-  import) shift; cmd_import "$@" ;;
-  list) cmd_list ;;
-  verify) shift; cmd_verify "$@" ;;
-  *) die "usage: hack/images.sh build | import ADDRESS | list | verify" ;;
-esac
+# One compound command ending in exit: bash has read all of it before it
+# runs, so editing this file during a long build cannot derail the run.
+{
+  case "${1:-}" in
+    build) shift; cmd_build "$@" ;;
+    import) shift; cmd_import "$@" ;;
+    list) cmd_list ;;
+    verify) shift; cmd_verify "$@" ;;
+    *) die "usage: hack/images.sh build [NAME...] | import ADDRESS | list | verify [NAME...]" ;;
+  esac
+  exit
+}
