@@ -6,15 +6,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
-    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe,
-    Secret, SecretKeySelector, Service, ServiceSpec, Volume, VolumeMount,
+    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodSpec, Probe, Secret,
+    SecretKeySelector, Service, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{ApiResource, DynamicObject, ObjectMeta};
+use kube::api::{ApiResource, DynamicObject};
 use serde_json::json;
 use thiserror::Error;
 
@@ -25,7 +24,7 @@ use super::names::StageNames;
 use super::placement::{self, PodPlacement};
 use super::pod::{
     POSTGRES_IMAGE, container_resources, image, pull_policy, restricted_container,
-    restricted_pod_spec, stage_meta,
+    restricted_pod_spec, stage_meta, stage_stateful_set,
 };
 use super::synapse::{service_port, volume_claim};
 
@@ -366,51 +365,28 @@ pub fn managed_stateful_set(
         ]),
         ..Container::default()
     };
-    StatefulSet {
-        metadata: stage_meta(names, namespace, names.database(), COMPONENT),
-        spec: Some(StatefulSetSpec {
-            replicas: Some(1),
-            service_name: Some(names.database()),
-            selector: LabelSelector {
-                match_labels: Some(names.selector(COMPONENT)),
-                ..LabelSelector::default()
-            },
-            update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("RollingUpdate".into()),
-                ..StatefulSetUpdateStrategy::default()
-            }),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(names.labels(COMPONENT)),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some({
-                    let mut pod = PodSpec {
-                        // A clean shutdown (checkpoint) avoids crash recovery.
-                        termination_grace_period_seconds: Some(120),
-                        volumes: Some(vec![
-                            Volume {
-                                name: "data".into(),
-                                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                                    claim_name: names.database_data(),
-                                    ..PersistentVolumeClaimVolumeSource::default()
-                                }),
-                                ..Volume::default()
-                            },
-                            empty_dir("run", None, Some("16Mi")),
-                            empty_dir("tmp", None, Some("1Gi")),
-                            empty_dir("shm", Some("Memory"), Some("256Mi")),
-                        ]),
-                        ..restricted_pod_spec(container, POSTGRES_UID, &spec.images)
-                    };
-                    placement.apply_to(&mut pod);
-                    pod
-                }),
-            },
-            ..StatefulSetSpec::default()
-        }),
-        ..StatefulSet::default()
-    }
+    stage_stateful_set(names, namespace, names.database(), COMPONENT, None, {
+        let mut pod = PodSpec {
+            // A clean shutdown (checkpoint) avoids crash recovery.
+            termination_grace_period_seconds: Some(120),
+            volumes: Some(vec![
+                Volume {
+                    name: "data".into(),
+                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                        claim_name: names.database_data(),
+                        ..PersistentVolumeClaimVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                },
+                empty_dir("run", None, Some("16Mi")),
+                empty_dir("tmp", None, Some("1Gi")),
+                empty_dir("shm", Some("Memory"), Some("256Mi")),
+            ]),
+            ..restricted_pod_spec(container, POSTGRES_UID, &spec.images)
+        };
+        placement.apply_to(&mut pod);
+        pod
+    })
 }
 
 /// The managed database's Service: the host in Synapse's configuration.

@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, LocalObjectReference, PodSecurityContext, PodSpec,
+    Capabilities, Container, LocalObjectReference, PodSecurityContext, PodSpec, PodTemplateSpec,
     ResourceRequirements, SeccompProfile, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::ObjectMeta;
 
 use crate::api::{Images, PullPolicy};
@@ -150,6 +152,43 @@ pub fn restricted_pod_spec(container: Container, uid: i64, images: &Images) -> P
         enable_service_links: Some(false),
         image_pull_secrets: pull_secrets(images),
         ..PodSpec::default()
+    }
+}
+
+/// A stage component's StatefulSet of one pod, replaced in place on a
+/// change (`RollingUpdate`), its pod labelled like the set.
+pub fn stage_stateful_set(
+    names: &StageNames,
+    namespace: &str,
+    name: String,
+    component: &str,
+    annotations: Option<BTreeMap<String, String>>,
+    pod: PodSpec,
+) -> StatefulSet {
+    StatefulSet {
+        metadata: stage_meta(names, namespace, name.clone(), component),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(1),
+            service_name: Some(name),
+            selector: LabelSelector {
+                match_labels: Some(names.selector(component)),
+                ..LabelSelector::default()
+            },
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".into()),
+                ..StatefulSetUpdateStrategy::default()
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(names.labels(component)),
+                    annotations,
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
     }
 }
 

@@ -4,15 +4,14 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     HTTPGetAction, KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, Secret, SecretVolumeSource,
-    Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    PersistentVolumeClaimVolumeSource, PodSpec, Probe, Secret, SecretVolumeSource, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
 use sha2::{Digest, Sha256};
@@ -29,7 +28,7 @@ use super::placement::PodPlacement;
 use super::pod::SYNAPSE_REPOSITORY;
 use super::pod::{
     annotation, container_resources, image, pull_policy, restricted_container, restricted_pod_spec,
-    stage_meta,
+    stage_meta, stage_stateful_set,
 };
 
 /// The component label of Synapse's objects.
@@ -136,7 +135,6 @@ pub fn stateful_set(inputs: &SynapseInputs<'_>) -> StatefulSet {
         federation,
         placement,
     } = inputs;
-    let selector = names.selector(COMPONENT);
     let mut ports = vec![port("client", CLIENT_PORT), port("metrics", METRICS_PORT)];
     if *federation {
         ports.push(port("federation", FEDERATION_PORT));
@@ -187,71 +185,54 @@ pub fn stateful_set(inputs: &SynapseInputs<'_>) -> StatefulSet {
         ]),
         ..Container::default()
     };
-    StatefulSet {
-        metadata: stage_meta(names, namespace, names.synapse(), COMPONENT),
-        spec: Some(StatefulSetSpec {
-            replicas: Some(1),
-            service_name: Some(names.synapse()),
-            selector: LabelSelector {
-                match_labels: Some(selector),
-                ..LabelSelector::default()
-            },
-            update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("RollingUpdate".into()),
-                ..StatefulSetUpdateStrategy::default()
-            }),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(names.labels(COMPONENT)),
-                    annotations: Some(annotation(CONFIG_HASH_ANNOTATION, config_hash.to_string())),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    termination_grace_period_seconds: Some(60),
-                    node_selector: placement.node_selector.clone(),
-                    tolerations: placement.tolerations.clone(),
-                    affinity: placement.affinity.clone(),
-                    topology_spread_constraints: placement.topology_spread_constraints.clone(),
-                    volumes: Some(vec![
-                        Volume {
-                            name: "config".into(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: names.homeserver_config(),
-                                ..ConfigMapVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                        secret_volume("config-secrets", names.homeserver_secret(), None),
-                        secret_volume(
-                            "keys",
-                            names.keys_secret(),
-                            Some(vec![KeyToPath {
-                                key: SIGNING_KEY.into(),
-                                path: SIGNING_KEY.into(),
-                                ..KeyToPath::default()
-                            }]),
-                        ),
-                        Volume {
-                            name: "media".into(),
-                            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                                claim_name: names.media(),
-                                ..PersistentVolumeClaimVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                        Volume {
-                            name: "tmp".into(),
-                            empty_dir: Some(EmptyDirVolumeSource::default()),
-                            ..Volume::default()
-                        },
-                    ]),
-                    ..restricted_pod_spec(container, SYNAPSE_UID, &spec.images)
-                }),
-            },
-            ..StatefulSetSpec::default()
-        }),
-        ..StatefulSet::default()
-    }
+    stage_stateful_set(
+        names,
+        namespace,
+        names.synapse(),
+        COMPONENT,
+        Some(annotation(CONFIG_HASH_ANNOTATION, config_hash.to_string())),
+        PodSpec {
+            termination_grace_period_seconds: Some(60),
+            node_selector: placement.node_selector.clone(),
+            tolerations: placement.tolerations.clone(),
+            affinity: placement.affinity.clone(),
+            topology_spread_constraints: placement.topology_spread_constraints.clone(),
+            volumes: Some(vec![
+                Volume {
+                    name: "config".into(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: names.homeserver_config(),
+                        ..ConfigMapVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                },
+                secret_volume("config-secrets", names.homeserver_secret(), None),
+                secret_volume(
+                    "keys",
+                    names.keys_secret(),
+                    Some(vec![KeyToPath {
+                        key: SIGNING_KEY.into(),
+                        path: SIGNING_KEY.into(),
+                        ..KeyToPath::default()
+                    }]),
+                ),
+                Volume {
+                    name: "media".into(),
+                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                        claim_name: names.media(),
+                        ..PersistentVolumeClaimVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                },
+                Volume {
+                    name: "tmp".into(),
+                    empty_dir: Some(EmptyDirVolumeSource::default()),
+                    ..Volume::default()
+                },
+            ]),
+            ..restricted_pod_spec(container, SYNAPSE_UID, &spec.images)
+        },
+    )
 }
 
 /// The Service in front of Synapse.
