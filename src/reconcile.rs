@@ -19,7 +19,8 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use crate::api::{
-    DeletionPolicy, MessengerInstance, MessengerInstanceStatus, Stage, StagePhase, StageStatus,
+    DeletionPolicy, MessengerInstance, MessengerInstanceStatus, RestoreStatus, Stage, StagePhase,
+    StageStatus,
 };
 use crate::apply::{Applier, ApplyError};
 use crate::build::keys::{self, StageSecrets};
@@ -168,7 +169,8 @@ pub async fn reconcile(
             &stage_pods,
         );
         let mut resources = resources;
-        if backup::hold_synapse(&restore_action) {
+        let held_for_restore = backup::hold_synapse(&restore_action);
+        if held_for_restore {
             // Synapse stays stopped while its data is being restored.
             if let Some(spec) = resources.synapse.spec.as_mut() {
                 spec.replicas = Some(0);
@@ -182,6 +184,9 @@ pub async fn reconcile(
             &instance, stage, &names, &namespace, &decision,
         ));
         let mut status = decision.status;
+        if held_for_restore {
+            hold_status_for_restore(&mut status, restore.as_ref());
+        }
         status.name = stage.name.clone();
         status.signing_key_id = secrets.signing_key_id().map(str::to_owned);
         status.database_engine = Some(instance.spec.database.engine);
@@ -845,4 +850,44 @@ fn database_readiness(
         managed.as_ref(),
         cluster.as_deref(),
     )
+}
+
+/// A stage whose Synapse is held stopped for a restore is not Ready, even
+/// though its StatefulSet (scaled to zero) reports every wanted pod ready:
+/// it provisions until the restore succeeded, and its soak has not begun.
+fn hold_status_for_restore(status: &mut StageStatus, restore: Option<&RestoreStatus>) {
+    status.phase = StagePhase::Provisioning;
+    status.ready_since = None;
+    status.message = Some(
+        restore
+            .and_then(|r| r.message.clone())
+            .unwrap_or_else(|| "restoring from a backup; Synapse stays stopped".into()),
+    );
+}
+
+#[cfg(test)]
+mod restore_hold_tests {
+    use super::*;
+    use crate::api::RestorePhase;
+
+    #[test]
+    fn a_stage_held_for_its_restore_is_not_ready() {
+        let mut status = StageStatus {
+            phase: StagePhase::Ready,
+            ready_since: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                jiff::Timestamp::UNIX_EPOCH,
+            )),
+            ..StageStatus::default()
+        };
+        let restore = RestoreStatus {
+            requested: "latest".into(),
+            phase: RestorePhase::Running,
+            message: Some("restoring the database, media and keys; Synapse stays stopped".into()),
+            ..RestoreStatus::default()
+        };
+        hold_status_for_restore(&mut status, Some(&restore));
+        assert_eq!(status.phase, StagePhase::Provisioning);
+        assert_eq!(status.ready_since, None);
+        assert_eq!(status.message, restore.message);
+    }
 }
