@@ -134,7 +134,8 @@ fn plan_stage(
         &view.observed.jobs,
         &view.observed.pods,
     );
-    if restore::hold_synapse(&restore_action) {
+    let held_for_restore = restore::hold_synapse(&restore_action);
+    if held_for_restore {
         desired::hold_synapse(&mut resources);
     }
     let restore_job = match restore_action {
@@ -147,6 +148,9 @@ fn plan_stage(
         desired::rollout_jobs(instance, stage, names, view.namespace, &decision),
     );
     let mut status = decision.status;
+    if held_for_restore {
+        restore::hold_status(&mut status, restore.as_ref());
+    }
     status.name = stage.name.clone();
     status.signing_key_id = secrets.signing_key_id().map(str::to_owned);
     status.database_engine = Some(instance.spec.database.engine);

@@ -151,9 +151,48 @@ pub fn hold_synapse(action: &RestoreAction) -> bool {
     !matches!(action, RestoreAction::None)
 }
 
+/// A stage whose Synapse is held stopped for a restore is not Ready, even
+/// though its StatefulSet (scaled to zero) reports every wanted pod ready:
+/// it provisions until the restore succeeded, and no soak has begun.
+pub fn hold_status(status: &mut StageStatus, restore: Option<&RestoreStatus>) {
+    status.phase = StagePhase::Provisioning;
+    status.ready_since = None;
+    status.message = Some(
+        restore
+            .and_then(|r| r.message.clone())
+            .unwrap_or_else(|| "restoring from a backup; Synapse stays stopped".into()),
+    );
+}
+
 /// Whether the operator may mint a new identity (keys Secret) for a stage
 /// that has none: not when the stage is to be restored, since the restore
 /// brings the stage's identity back and a new one would be refused by it.
 pub fn may_mint_keys(stage: &Stage) -> bool {
     stage.restore.is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+
+    #[test]
+    fn a_stage_held_for_its_restore_is_not_ready() {
+        let mut status = StageStatus {
+            phase: StagePhase::Ready,
+            ready_since: Some(Time(jiff::Timestamp::UNIX_EPOCH)),
+            ..StageStatus::default()
+        };
+        let restore = RestoreStatus {
+            requested: "latest".into(),
+            phase: RestorePhase::Running,
+            message: Some("restoring the database, media and keys; Synapse stays stopped".into()),
+            ..RestoreStatus::default()
+        };
+        hold_status(&mut status, Some(&restore));
+        assert_eq!(status.phase, StagePhase::Provisioning);
+        assert_eq!(status.ready_since, None);
+        assert_eq!(status.message, restore.message);
+    }
 }
