@@ -17,6 +17,9 @@
 #                          (the keys Secret, read-only in a Job) must be the
 #                          snapshot's, so the restored homeserver keeps its
 #                          identity
+#   CADUCEUS_DATABASE_WAIT_SECONDS
+#                          how long to wait for the database to accept
+#                          connections (default 0; the operator's Job: 300)
 #   CADUCEUS_RESULT_FILE   as in backup.sh
 #
 # The last line on stdout is one JSON object, the result. Exit status: 0
@@ -31,6 +34,7 @@ HOST_NAME="${CADUCEUS_HOST:-caduceus-${STAGE}}"
 ROOT="${CADUCEUS_BACKUP_ROOT:-/backup}"
 KEYS_DIR="${CADUCEUS_KEYS_DIR:-/keys}"
 KEYS_MODE="${CADUCEUS_KEYS_RESTORE:-verify}"
+DATABASE_WAIT="${CADUCEUS_DATABASE_WAIT_SECONDS:-0}"
 WORK="$ROOT/.caduceus-restore"
 MEDIA_STAGING="$ROOT/media/.caduceus-restore"
 SCRIPT=restore
@@ -50,6 +54,10 @@ cleanup() {
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 
+# A restore only reads the repository, which the restore Job mounts
+# read-only: restic must not try to write its lock there.
+restic() { command restic --no-lock "$@"; }
+
 [ -n "$STAGE" ] || fail 2 "CADUCEUS_STAGE is not set; it names the stage being restored"
 [ -n "${RESTIC_REPOSITORY:-}" ] || fail 2 "RESTIC_REPOSITORY is not set; it names the restic repository (spec.backups.repository)"
 [ -n "${RESTIC_PASSWORD:-}${RESTIC_PASSWORD_FILE:-}" ] ||
@@ -57,6 +65,9 @@ cleanup() {
 case "$SNAPSHOT" in
   latest) ;;
   *[!0-9a-f]* | '') fail 2 "snapshot '$SNAPSHOT' is neither 'latest' nor a snapshot id (hexadecimal, as 'caduceus backups list' shows)" ;;
+esac
+case "$DATABASE_WAIT" in
+  *[!0-9]* | '') fail 2 "CADUCEUS_DATABASE_WAIT_SECONDS is '$DATABASE_WAIT'; it must be a number of seconds" ;;
 esac
 case "$KEYS_MODE" in
   write | verify) ;;
@@ -101,6 +112,14 @@ if [ "$SNAPSHOT" != latest ]; then
     fail 1 "snapshot $SNAPSHOT is not a snapshot of stage $STAGE in $(where); list them with 'caduceus backups list'"
   fi
 fi
+
+# A new stage's database starts together with this Job: wait for it, as
+# long as CADUCEUS_DATABASE_WAIT_SECONDS allows (default: not at all).
+waited=0
+until pg_isready --quiet --timeout=5 >/dev/null 2>&1 || [ "$waited" -ge "$DATABASE_WAIT" ]; do
+  sleep 5
+  waited=$((waited + 5))
+done
 
 # The target database must be reachable and empty: a restore never writes
 # over live data.

@@ -42,6 +42,10 @@ pub const RESTORE_SCRIPT: &str = include_str!("../../scripts/restore.sh");
 /// failures, clean-up on every exit), as in `scripts/lib.sh`.
 pub const SCRIPTS_LIB: &str = include_str!("../../scripts/lib.sh");
 
+/// How long a restore waits for the stage's database to accept connections
+/// before it fails: the database of a new stage starts with the restore Job.
+const RESTORE_DATABASE_WAIT_SECONDS: u32 = 300;
+
 /// The default image of backup and restore Jobs: it needs restic and the
 /// PostgreSQL client tools (at least the server's major version), and there
 /// is no official image with both. This one is built from
@@ -328,6 +332,11 @@ fn pod_template(inputs: &BackupInputs<'_>, task: Task<'_>) -> PodTemplateSpec {
             // The keys Secret is read-only here: it must already hold the
             // snapshot's keys (the script says how to recreate it if not).
             vars.push(env("CADUCEUS_KEYS_RESTORE", "verify"));
+            // The restore Job starts together with the new stage's database.
+            vars.push(env(
+                "CADUCEUS_DATABASE_WAIT_SECONDS",
+                RESTORE_DATABASE_WAIT_SECONDS.to_string(),
+            ));
             ("restore.sh", RESTORE_COMPONENT, false)
         }
     };
