@@ -1,72 +1,82 @@
 #!/usr/bin/env bash
-# Runs the operator for real on the local control plane: starts etcd and
-# kube-apiserver, installs the CRD and RBAC, runs the operator under its own
-# identity, applies examples/umessenger.yaml and shows the instance and its
-# objects.
+# Runs Caduceus for real on a real single-node cluster on this machine
+# (hack/node.sh): installs the operator with its Helm chart, applies
+# examples/umessenger.yaml with the images built here (as a hospital with its
+# own registry mirror sets `spec.images`), waits until the kubelet reports
+# every workload ready and the instance is Ready, and shows Synapse answering
+# through its Service.
 #
-# The local control plane has no kubelet and no controller-manager, so no pod
-# ever runs: the demo plays their part by reporting each workload ready, the
-# way the integration tests do. Everything else is the real API server.
+# Nothing is simulated: when this machine cannot run containers, the node
+# does not start and the demo fails saying why.
 #
-#   DEMO_KEEP=1   leave the control plane and the operator running afterwards
+#   DEMO_KEEP=1   leave the node and the operator running afterwards
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export CADUCEUS_CACHE="${CADUCEUS_CACHE:-$HOME/.cache/caduceus}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CADUCEUS_CACHE/cargo-target}"
+NODE_DIR="${CADUCEUS_NODE_DIR:-/tmp/caduceus-node}"
+TIMEOUT=900
 
-echo "--- building the operator"
+echo "--- building the CLI"
 cargo build --locked --quiet
 BIN="$CARGO_TARGET_DIR/debug/caduceus"
 
-echo "--- starting the control plane (built from Go modules on first use; cached after)"
-# A control plane that was already running is left running afterwards.
+echo "--- starting the node (Kubernetes, CoreDNS and images are built on first use; cached after)"
 started_here=1
-hack/control-plane.sh env >/dev/null 2>&1 && started_here=""
-hack/control-plane.sh start >/dev/null
+hack/node.sh env >/dev/null 2>&1 && started_here=""
+hack/node.sh start >/dev/null
 # shellcheck disable=SC1091
-source "${CADUCEUS_CP_DIR:-/tmp/caduceus-control-plane}/env"
+source "$NODE_DIR/env"
 admin() { kubectl --kubeconfig "$CADUCEUS_ADMIN_KUBECONFIG" "$@"; }
-
-echo "--- running the operator as system:serviceaccount:caduceus-system:caduceus"
-LOG="$CADUCEUS_CP_DIR/operator.log"
-KUBECONFIG="$CADUCEUS_OPERATOR_KUBECONFIG" "$BIN" run --http-address 127.0.0.1:0 >"$LOG" 2>&1 &
-OPERATOR=$!
 cleanup() {
-  if [[ "${DEMO_KEEP:-}" != 1 ]]; then
-    kill "$OPERATOR" 2>/dev/null || true
-    wait "$OPERATOR" 2>/dev/null || true
-    [[ -n "$started_here" ]] && hack/control-plane.sh stop
+  if [[ "${DEMO_KEEP:-}" != 1 && -n "$started_here" ]]; then
+    hack/node.sh stop
   else
-    echo "operator (pid $OPERATOR) and control plane left running; stop with: kill $OPERATOR; hack/control-plane.sh stop"
+    echo "the node is left running: source $NODE_DIR/env; stop it with: hack/node.sh stop"
   fi
 }
 trap cleanup EXIT
+admin get nodes -o wide
 
-echo "--- applying examples/umessenger.yaml"
-admin create namespace messenger --dry-run=client -o yaml | admin apply --server-side -f - >/dev/null
-admin apply --server-side -f examples/umessenger.yaml
+echo "--- installing the operator with its Helm chart (image built here)"
+HELM="$(hack/helm.sh | tail -n1)"
+"$HELM" upgrade --install caduceus helm/caduceus --kubeconfig "$CADUCEUS_ADMIN_KUBECONFIG" \
+  --namespace caduceus-system --create-namespace \
+  --set image.repository=localhost/caduceus/operator --set image.tag=dev \
+  --set image.pullPolicy=Never --set logFormat=text --wait --timeout 5m >/dev/null
+admin -n caduceus-system get deployment,pods
 
-echo "--- playing the kubelet: reporting each workload ready"
+echo "--- placing the node in both of the example's locations"
+admin label node caduceus-node --overwrite \
+  topology.kubernetes.io/region=eu-de caduceus.dev/location=mainz >/dev/null
+
+echo "--- applying examples/umessenger.yaml, with the images of this machine"
+admin apply --server-side -f - >/dev/null <<'YAML'
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: messenger
+  labels:
+    pod-security.kubernetes.io/enforce: restricted
+YAML
+admin patch --local -f examples/umessenger.yaml --type merge -o yaml -p '{
+  "spec": {"images": {
+    "registry": "localhost/caduceus",
+    "postgres": "localhost/caduceus/postgres:15",
+    "backup": "localhost/caduceus/backup:pg15-restic",
+    "pullPolicy": "Never"}}}' | admin apply --server-side -f -
+
+echo "--- waiting for the kubelet to run every workload and the instance to be Ready"
+deadline=$((SECONDS + TIMEOUT))
 ready=""
-for _ in $(seq 120); do
-  for set in $(admin -n messenger get statefulsets -o name 2>/dev/null); do
-    generation="$(admin -n messenger get "$set" -o jsonpath='{.metadata.generation}')"
-    admin -n messenger patch "$set" --subresource=status --type=merge -p \
-      "{\"status\":{\"observedGeneration\":$generation,\"replicas\":1,\"readyReplicas\":1,\"availableReplicas\":1,\"updatedReplicas\":1,\"currentReplicas\":1,\"currentRevision\":\"r\",\"updateRevision\":\"r\"}}" >/dev/null
-  done
-  for deploy in $(admin -n messenger get deployments -o name 2>/dev/null); do
-    generation="$(admin -n messenger get "$deploy" -o jsonpath='{.metadata.generation}')"
-    replicas="$(admin -n messenger get "$deploy" -o jsonpath='{.spec.replicas}')"
-    admin -n messenger patch "$deploy" --subresource=status --type=merge -p \
-      "{\"status\":{\"observedGeneration\":$generation,\"replicas\":$replicas,\"readyReplicas\":$replicas,\"availableReplicas\":$replicas,\"updatedReplicas\":$replicas}}" >/dev/null
-  done
+while ((SECONDS < deadline)); do
   if [[ "$(admin -n messenger get messengerinstance umessenger -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; then
     ready=1
     break
   fi
-  sleep 1
+  sleep 5
 done
 
 echo
@@ -74,13 +84,23 @@ admin -n messenger get messengerinstances
 echo
 KUBECONFIG="$CADUCEUS_ADMIN_KUBECONFIG" "$BIN" status umessenger -n messenger
 echo
-admin -n messenger get statefulsets,deployments,services,configmaps,secrets,persistentvolumeclaims,ingresses,networkpolicies,poddisruptionbudgets,cronjobs -l app.kubernetes.io/managed-by=caduceus
+admin -n messenger get pods -o wide
+echo
+admin -n messenger get statefulsets,deployments,services,persistentvolumeclaims,cronjobs -l app.kubernetes.io/managed-by=caduceus
 echo
 admin -n messenger get events --field-selector involvedObject.name=umessenger | tail -n 8
 if [[ -z "$ready" ]]; then
-  echo "the instance did not become Ready; operator log: $LOG" >&2
-  tail -n 30 "$LOG" >&2
+  echo "the instance did not become Ready within $TIMEOUT s; operator log:" >&2
+  admin -n caduceus-system logs deployment/caduceus --tail 30 >&2 || true
   exit 1
 fi
+
 echo
-echo "umessenger is Ready."
+for stage in beta production; do
+  ip="$(admin -n messenger get service "umessenger-$stage-synapse" -o jsonpath='{.spec.clusterIP}')"
+  echo "--- Synapse of $stage through its Service: GET http://$ip:8008/_matrix/client/versions"
+  curl -fsS --max-time 10 "http://$ip:8008/_matrix/client/versions" |
+    python3 -c 'import json, sys; print("versions:", " ".join(json.load(sys.stdin)["versions"][-4:]))'
+done
+echo
+echo "umessenger is Ready: every pod runs on the real node."

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: formatting and lints, the pure
-# tests, the control-plane tests against a real kube-apiserver and etcd, and
-# the real-Synapse tests against real PostgreSQL. Everything it needs is
-# built or installed here and cached under ~/.cache/caduceus, keyed by
-# version; what it starts, it stops.
+# tests, the control-plane tests against a real kube-apiserver and etcd, the
+# real-Synapse, backup and upgrade tests against real PostgreSQL, and the
+# end-to-end suite on a real node. Everything it needs is built or installed
+# here and cached under ~/.cache/caduceus, keyed by version; what it starts,
+# it stops.
 #
 # No part is skipped: a missing component fails the run and says which.
 set -euo pipefail
@@ -42,9 +43,27 @@ step "the schema table matches the Synapse releases on PyPI"
 diff -u <("$CADUCEUS_BIN" releases) <(python3 hack/synapse-schema.py $("$CADUCEUS_BIN" releases | cut -d' ' -f1)) ||
   { echo "src/plan/rollout/schema.rs disagrees with the releases' SCHEMA_VERSION/SCHEMA_COMPAT_VERSION"; exit 1; }
 
-step "control plane (kube-apiserver and etcd from their Go modules)"
-hack/build-control-plane.sh >/dev/null
+# Every cached prerequisite is prepared here, once and one after another,
+# before any test runs: tests in parallel must never race to fill a cache.
+step "Kubernetes from its Go modules: control plane and node (cached)"
+hack/build-control-plane.sh node >/dev/null
+step "helm from its Go module (cached)"
+# tests/packaging.rs lints, renders and installs the chart with it.
+CADUCEUS_HELM="$(hack/helm.sh | tail -n1)"
+export CADUCEUS_HELM
+step "CloudNativePG CRDs, Synapse releases and the Matrix crypto client (cached)"
+hack/cnpg-crds.sh >/dev/null
+SYNAPSE_VENV="$(hack/synapse.sh | tail -n1)"
+export SYNAPSE_VENV
+hack/synapse-old.sh >/dev/null
+CADUCEUS_E2E_PYTHON="$(hack/e2e-client.sh | tail -n1)/bin/python"
+export CADUCEUS_E2E_PYTHON
+step "container images from Debian packages and PyPI (cached)"
+hack/images.sh build >/dev/null
+
+step "control plane (kube-apiserver and etcd)"
 stop_all() {
+  hack/node.sh stop || true
   hack/control-plane.sh stop || true
   hack/postgres.sh stop || true
 }
@@ -53,16 +72,9 @@ hack/control-plane.sh start >/dev/null
 # shellcheck disable=SC1091
 source "${CADUCEUS_CP_DIR:-/tmp/caduceus-control-plane}/env"
 
-step "PostgreSQL and Synapse"
+step "PostgreSQL"
 hack/postgres.sh start >/dev/null
 eval "$(hack/postgres.sh env)"
-SYNAPSE_VENV="$(hack/synapse.sh | tail -n1)"
-export SYNAPSE_VENV
-
-step "helm (from its Go module)"
-# tests/packaging.rs lints, renders and installs the chart with it.
-CADUCEUS_HELM="$(hack/helm.sh | tail -n1)"
-export CADUCEUS_HELM
 
 step "Rust tests: pure and control plane"
 cargo test --locked -- --test-threads=4
@@ -70,10 +82,26 @@ cargo test --locked -- --test-threads=4
 step "real Synapse"
 "$SYNAPSE_VENV/bin/python" -m pytest -q tests/synapse
 
+step "the Matrix crypto client against a local Synapse (the end-to-end suite's own proof)"
+"$SYNAPSE_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/e2e/test_client_local.py
+
 step "real backups: restic and pg_dump against real PostgreSQL and Synapse"
 "$SYNAPSE_VENV/bin/python" -m pytest -q tests/backup
 
 step "real upgrade: an older Synapse's database, pre-upgrade backup, newer Synapse, smoke test"
 "$SYNAPSE_VENV/bin/python" -m pytest -q tests/upgrade
+
+step "end to end on a real node: the operator from its Helm chart, pods, Jobs, Services, DNS"
+# The control-plane tier's API server and PostgreSQL are done; the node
+# gets the machine to itself.
+hack/control-plane.sh stop
+hack/postgres.sh stop
+hack/node.sh start >/dev/null
+(
+  # shellcheck disable=SC1091
+  source "${CADUCEUS_NODE_DIR:-/tmp/caduceus-node}/env"
+  "$SYNAPSE_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/e2e/test_e2e.py
+)
+hack/node.sh stop
 
 step "done in $((SECONDS - started)) s"
