@@ -51,20 +51,8 @@ die() {
   exit 1
 }
 
-# A process is ours only if its command line names the state directory: a
-# stale pid file must not make us signal an unrelated process that reused
-# the pid.
-pid_of() { # name
-  local file="$DIR/$1.pid" pid
-  [[ -f "$file" ]] || return 1
-  pid="$(<"$file")"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
-  [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"$DIR/"* ]] || return 1
-  echo "$pid"
-}
-
-alive() { pid_of "$1" >/dev/null; }
+# shellcheck source=hack/processes.sh
+. "$ROOT/hack/processes.sh"
 
 admin() {
   kubectl --kubeconfig "$DIR/admin.kubeconfig" --request-timeout=10s "$@"
@@ -117,39 +105,10 @@ KUBECONFIG
   chmod 600 "$1"
 }
 
-# Starts a detached process that outlives this script; the process writes its
-# own pid before exec, which stays right even if setsid has to fork.
-launch() { # name command...
-  local name="$1"
-  shift
-  setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$DIR/$name.pid" "$@" \
-    >"$DIR/$name.log" 2>&1 </dev/null &
-  for _ in $(seq 50); do
-    [[ -s "$DIR/$name.pid" ]] && return
-    sleep 0.1
-  done
-  die "$name did not start (log: $DIR/$name.log)"
-}
-
 stop() {
   # The API server first, so nothing writes to a stopping etcd.
-  local name pid
-  for name in kube-apiserver etcd; do
-    if pid="$(pid_of "$name")"; then
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 150); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-      done
-      if kill -0 "$pid" 2>/dev/null; then
-        echo "hack/control-plane.sh: $name (pid $pid) ignored SIGTERM for 15 s; killing it" >&2
-        kill -9 "$pid" 2>/dev/null || true
-        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-      fi
-      echo "stopped $name (pid $pid)" >&2
-    fi
-    rm -f "$DIR/$name.pid"
-  done
+  stop_process kube-apiserver
+  stop_process etcd
 }
 
 # Stops what this start launched; shows the end of the logs if the failure

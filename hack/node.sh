@@ -67,48 +67,8 @@ admin() {
   kubectl --kubeconfig "$CP_DIR/admin.kubeconfig" --request-timeout=15s "$@"
 }
 
-# As in hack/control-plane.sh: a process is ours only if its command line
-# names the state directory.
-pid_of() { # name
-  local file="$DIR/$1.pid" pid
-  [[ -f "$file" ]] || return 1
-  pid="$(<"$file")"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
-  [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"$DIR/"* ]] || return 1
-  echo "$pid"
-}
-
-alive() { pid_of "$1" >/dev/null; }
-
-launch() { # name command...
-  local name="$1"
-  shift
-  setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$DIR/$name.pid" "$@" \
-    >"$DIR/$name.log" 2>&1 </dev/null &
-  for _ in $(seq 50); do
-    [[ -s "$DIR/$name.pid" ]] && return
-    sleep 0.1
-  done
-  die "$name did not start (log: $DIR/$name.log)"
-}
-
-stop_process() { # name
-  local pid
-  pid="$(pid_of "$1")" || {
-    rm -f "$DIR/$1.pid"
-    return 0
-  }
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -9 "$pid" 2>/dev/null || true
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-  rm -f "$DIR/$1.pid"
-  echo "stopped $1 (pid $pid)" >&2
-}
+# shellcheck source=hack/processes.sh
+. "$ROOT/hack/processes.sh"
 
 healthy() {
   [[ -f "$DIR/env" ]] && ip netns list 2>/dev/null | grep -qw "^$NETNS" &&
