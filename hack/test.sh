@@ -100,7 +100,12 @@ hack/node.sh start >/dev/null
 (
   # shellcheck disable=SC1091
   source "${CADUCEUS_NODE_DIR:-/tmp/caduceus-node}/env"
-  "$SYNAPSE_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/e2e/test_e2e.py
+  "$SYNAPSE_VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=0 tests/e2e/test_e2e.py || {
+    echo "--- the operator's log (last 60 lines of $CADUCEUS_NODE_DIR/operator-e2e.log)"
+    tail -n 60 "$CADUCEUS_NODE_DIR/operator-e2e.log" || true
+    exit 1
+  }
+  cat "$CADUCEUS_NODE_DIR/e2e-numbers.json" && echo
 )
 hack/node.sh stop
 
