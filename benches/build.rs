@@ -7,9 +7,8 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use caduceus::api::MessengerInstance;
-use caduceus::desired::{
-    self, StageInputs, database, homeserver, keys::StageSecrets, names::StageNames,
-};
+use caduceus::desired::{self, StageInputs, database, homeserver, keys::StageSecrets};
+use caduceus::names::StageNames;
 
 fn measure(what: &str, iterations: u32, mut run: impl FnMut()) {
     for _ in 0..iterations / 10 {

@@ -36,6 +36,7 @@ pub mod controller;
 pub mod desired;
 pub mod http;
 pub mod metrics;
+pub mod names;
 pub mod observe;
 pub mod pipeline;
 pub mod plan;

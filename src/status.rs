@@ -3,7 +3,6 @@
 //! `Reconciling`, `Stalled`, `Degraded`) and the Events a change is worth.
 //! `apply` writes it, only when it changed.
 
-use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{MessengerInstance, MessengerInstanceStatus, StagePhase, StageStatus};
@@ -14,35 +13,6 @@ pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 pub const DEGRADED: &str = "Degraded";
-
-/// Whether a StatefulSet runs its current spec with every replica ready, and
-/// if not, what it waits for.
-pub fn stateful_set_readiness(set: Option<&StatefulSet>) -> Result<(), String> {
-    let Some(set) = set else {
-        return Err("the StatefulSet does not exist yet".into());
-    };
-    let wanted = set
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.replicas)
-        .unwrap_or(1);
-    let generation = set.metadata.generation.unwrap_or_default();
-    let Some(status) = &set.status else {
-        return Err("the StatefulSet reports no status yet".into());
-    };
-    if status.observed_generation.unwrap_or_default() < generation {
-        return Err("the StatefulSet controller has not seen the latest spec yet".into());
-    }
-    let ready = status.ready_replicas.unwrap_or_default();
-    let updated = status.updated_replicas.unwrap_or_default();
-    if updated < wanted {
-        return Err(format!("{updated}/{wanted} pods run the current spec"));
-    }
-    if ready < wanted {
-        return Err(format!("{ready}/{wanted} pods ready"));
-    }
-    Ok(())
-}
 
 /// Why the instance cannot make progress without a change from a person;
 /// shown as the `Stalled` condition's reason.
@@ -442,7 +412,6 @@ pub fn describe(instance: &crate::api::MessengerInstance) -> String {
 mod tests {
     use super::*;
     use crate::api::ReleaseStatus;
-    use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetStatus};
     use k8s_openapi::jiff::Timestamp;
 
     fn at(seconds: i64) -> Time {
@@ -544,31 +513,6 @@ mod tests {
             at(99)
         );
     }
-
-    #[test]
-    fn stateful_set_readiness_needs_current_ready_replicas() {
-        let mut set = StatefulSet {
-            spec: Some(StatefulSetSpec {
-                replicas: Some(1),
-                ..StatefulSetSpec::default()
-            }),
-            ..StatefulSet::default()
-        };
-        set.metadata.generation = Some(2);
-        assert!(stateful_set_readiness(None).is_err());
-        assert!(stateful_set_readiness(Some(&set)).is_err());
-        set.status = Some(StatefulSetStatus {
-            observed_generation: Some(1),
-            ready_replicas: Some(1),
-            updated_replicas: Some(1),
-            replicas: 1,
-            ..StatefulSetStatus::default()
-        });
-        assert!(stateful_set_readiness(Some(&set)).is_err());
-        set.status.as_mut().unwrap().observed_generation = Some(2);
-        assert_eq!(stateful_set_readiness(Some(&set)), Ok(()));
-    }
-
     #[test]
     fn a_failed_stage_degrades_the_instance_and_is_announced_once() {
         let instance = crate::api::MessengerInstance::new("m", Default::default());

@@ -18,8 +18,8 @@ use caduceus::api::{
 use caduceus::desired::backup::{self, BackupInputs};
 use caduceus::desired::database::cloudnative_pg_cluster_resource;
 use caduceus::desired::keys::StageSecrets;
-use caduceus::desired::names::StageNames;
 use caduceus::desired::{self, Child, StageInputs};
+use caduceus::names::StageNames;
 use common::*;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};

@@ -27,12 +27,12 @@ use thiserror::Error;
 use crate::api::{Backups, MessengerInstanceSpec, Stage};
 
 use super::database::{self, secret_env};
-use super::names::StageNames;
 use super::placement;
 use super::pod::{
     container_resources, image, pull_policy, restricted_container, restricted_pod_spec, stage_meta,
 };
 use super::synapse::{self, SYNAPSE_UID, volume_claim};
+use crate::names::{StageNames, release_suffix, restore_suffix};
 
 /// The backup script, as in `scripts/backup.sh`.
 pub const BACKUP_SCRIPT: &str = include_str!("../../scripts/backup.sh");
@@ -49,10 +49,7 @@ pub const SCRIPTS_LIB: &str = include_str!("../../scripts/lib.sh");
 /// restic); `spec.images.backup` replaces it.
 pub const BACKUP_IMAGE: &str = "ghcr.io/caduceus-dev/backup:pg17-restic0.14";
 
-/// The component label of backup Jobs (scheduled and one-off).
-pub const COMPONENT: &str = "backup";
-/// The component label of restore Jobs.
-pub const RESTORE_COMPONENT: &str = "restore";
+pub use crate::names::{BACKUP_COMPONENT as COMPONENT, RESTORE_COMPONENT};
 /// The annotation of a backup Job that names why it runs (`scheduled` or
 /// `pre-upgrade:<release>`).
 pub const REASON_ANNOTATION: &str = "caduceus.dev/backup-reason";
@@ -179,20 +176,6 @@ pub fn repository_url(backups: &Backups, names: &StageNames) -> String {
         }
         None => REPOSITORY_PATH.to_owned(),
     }
-}
-
-/// The release as a name suffix: `v1.163.2` becomes `v1-163-2`.
-pub fn release_suffix(release: &str) -> String {
-    release
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect()
 }
 
 /// The restic host every snapshot of the stage is written under; retention
@@ -545,13 +528,11 @@ pub fn pre_upgrade_backup_job(inputs: &BackupInputs<'_>, release: &str) -> Job {
 /// person.
 pub fn restore_job(inputs: &BackupInputs<'_>, snapshot: &str) -> Job {
     let names = inputs.names;
-    // restic's short ids are 8 characters; longer ones would not fit a name.
-    let suffix: String = snapshot.chars().take(8).collect();
     Job {
         metadata: stage_meta(
             names,
             inputs.namespace,
-            names.restore_job(&suffix),
+            names.restore_job(&restore_suffix(snapshot)),
             RESTORE_COMPONENT,
         ),
         spec: Some(job_spec(

@@ -545,11 +545,12 @@ fn a_restore_runs_its_job_holds_synapse_and_reports_progress() {
         ..StageStatus::default()
     };
 
-    let (status, action) = plan_restore(Some(&inputs), &stage, Some(&fresh), &[], &[]);
+    let (status, action) = plan_restore(Some(inputs.names), &stage, Some(&fresh), &[], &[]);
     assert_eq!(status.as_ref().unwrap().phase, RestorePhase::Pending);
-    let RestoreAction::Run(job) = &action else {
+    let RestoreAction::Run(run) = &action else {
         panic!("expected a Job, got {action:?}")
     };
+    let job = restore_job(&inputs, &run.snapshot);
     assert_eq!(
         job.metadata.name.as_deref(),
         Some("umessenger-beta-restore-latest")
@@ -558,7 +559,7 @@ fn a_restore_runs_its_job_holds_synapse_and_reports_progress() {
     assert!(!may_mint_keys(&stage));
 
     let running = running_job("umessenger-beta-restore-latest", RESTORE_COMPONENT);
-    let (status, action) = plan_restore(Some(&inputs), &stage, Some(&fresh), &[running], &[]);
+    let (status, action) = plan_restore(Some(inputs.names), &stage, Some(&fresh), &[running], &[]);
     assert_eq!(status.unwrap().phase, RestorePhase::Running);
     assert!(hold_synapse(&action));
 
@@ -574,7 +575,7 @@ fn a_restore_runs_its_job_holds_synapse_and_reports_progress() {
         r#"{"result":"success","snapshot":"1a2b3c4d","mediaFiles":3}"#,
         JAN_1,
     )];
-    let (status, action) = plan_restore(Some(&inputs), &stage, Some(&fresh), &[done], &pods);
+    let (status, action) = plan_restore(Some(inputs.names), &stage, Some(&fresh), &[done], &pods);
     let status = status.unwrap();
     assert_eq!(status.phase, RestorePhase::Succeeded);
     assert_eq!(status.snapshot.as_deref(), Some("1a2b3c4d"));
@@ -588,7 +589,7 @@ fn a_restore_runs_its_job_holds_synapse_and_reports_progress() {
         restore: Some(status.clone()),
         ..fresh.clone()
     };
-    let (again, action) = plan_restore(Some(&inputs), &stage, Some(&ready), &[], &[]);
+    let (again, action) = plan_restore(Some(inputs.names), &stage, Some(&ready), &[], &[]);
     assert_eq!(again, Some(status));
     assert_eq!(action, RestoreAction::None);
 }
@@ -605,7 +606,7 @@ fn a_restore_is_refused_on_a_running_stage_and_on_a_database_with_tables() {
         ready_since: Some(at(JAN_1)),
         ..StageStatus::default()
     };
-    let (status, action) = plan_restore(Some(&inputs), &stage, Some(&running), &[], &[]);
+    let (status, action) = plan_restore(Some(inputs.names), &stage, Some(&running), &[], &[]);
     let status = status.unwrap();
     assert_eq!(status.phase, RestorePhase::Refused);
     assert!(status.message.unwrap().contains("live data"));
@@ -627,7 +628,8 @@ fn a_restore_is_refused_on_a_running_stage_and_on_a_database_with_tables() {
         r#"{"result":"refused","message":"the database synapse is not empty (120 tables)"}"#,
         JAN_1,
     )];
-    let (status, action) = plan_restore(Some(&inputs), &stage, Some(&fresh), &[refused], &pods);
+    let (status, action) =
+        plan_restore(Some(inputs.names), &stage, Some(&fresh), &[refused], &pods);
     assert_eq!(status.unwrap().phase, RestorePhase::Refused);
     assert!(
         !hold_synapse(&action),
@@ -646,7 +648,7 @@ fn a_restore_is_refused_on_a_running_stage_and_on_a_database_with_tables() {
         r#"{"result":"failure","message":"wrong repository password"}"#,
         JAN_1,
     )];
-    let (status, action) = plan_restore(Some(&inputs), &stage, Some(&fresh), &[failed], &pods);
+    let (status, action) = plan_restore(Some(inputs.names), &stage, Some(&fresh), &[failed], &pods);
     let status = status.unwrap();
     assert_eq!(status.phase, RestorePhase::Failed);
     let message = status.message.unwrap();
@@ -662,7 +664,7 @@ fn a_restore_is_refused_on_a_running_stage_and_on_a_database_with_tables() {
         ..Stage::default()
     };
     assert_eq!(
-        plan_restore(Some(&inputs), &plain, Some(&fresh), &[], &[]),
+        plan_restore(Some(inputs.names), &plain, Some(&fresh), &[], &[]),
         (None, RestoreAction::None)
     );
     assert!(may_mint_keys(&plain));

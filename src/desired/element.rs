@@ -31,7 +31,6 @@ use crate::api::{MessengerInstanceSpec, Profile, RegistrationMode, Stage};
 
 use super::content_hash;
 use super::merge::deep_merge;
-use super::names::{CONFIG_HASH_ANNOTATION, StageNames};
 use super::placement::{Component, pod_placement};
 use super::pod::{
     ELEMENT_WEB_REPOSITORY, annotation, container_resources, image, pull_policy,
@@ -40,6 +39,7 @@ use super::pod::{
 use super::well_known::{
     self, CLIENT_FILE, NGINX_FILE, SERVER_FILE, WELL_KNOWN_DIR, WELL_KNOWN_PORT,
 };
+use crate::names::{CONFIG_HASH_ANNOTATION, StageNames};
 
 /// The component label of Element Web's objects.
 pub const COMPONENT: &str = "element-web";

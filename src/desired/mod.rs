@@ -9,7 +9,6 @@ pub mod element;
 pub mod homeserver;
 pub mod keys;
 pub mod merge;
-pub mod names;
 pub mod network;
 pub mod placement;
 pub mod pod;
@@ -30,12 +29,11 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::api::{MessengerInstance, Release, Stage};
-use crate::plan::rollout::machine::Decision;
 
 use self::homeserver::HomeserverError;
 use self::keys::StageSecrets;
-use self::names::{DESIRED_HASH_ANNOTATION, StageNames};
 use self::network::NetworkError;
+use crate::names::{DESIRED_HASH_ANNOTATION, StageNames};
 
 /// Why the desired objects of a stage cannot be built.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -404,19 +402,20 @@ pub fn hold_synapse(resources: &mut StageResources) {
     }
 }
 
-/// The Jobs a rollout decision starts: the pre-upgrade backup and the smoke
-/// test of the target release.
+/// The Jobs a rollout starts: the pre-upgrade backup of `start_backup` and
+/// the smoke test of `start_smoke_test` (the releases the rollout decided).
 pub fn rollout_jobs(
     instance: &MessengerInstance,
     stage: &Stage,
     names: &StageNames,
     namespace: &str,
-    decision: &Decision,
+    start_backup: Option<&Release>,
+    start_smoke_test: Option<&Release>,
 ) -> Vec<Job> {
     let spec = &instance.spec;
     let mut jobs = Vec::new();
     if let (Some(release), Some(inputs)) = (
-        &decision.start_backup,
+        start_backup,
         backup::BackupInputs::new(spec, stage, names, namespace),
     ) {
         jobs.push(backup::pre_upgrade_backup_job(
@@ -424,7 +423,7 @@ pub fn rollout_jobs(
             release.synapse.as_str(),
         ));
     }
-    if let Some(release) = &decision.start_smoke_test {
+    if let Some(release) = start_smoke_test {
         // The smoke test's private room comes out encrypted under `all` and
         // `invite`; it checks that when the configuration promises it.
         let encrypted = matches!(

@@ -28,14 +28,14 @@ use thiserror::Error;
 
 use crate::api::{DatabaseEngine, MessengerInstanceSpec, RegistrationMode, Stage};
 
-use super::backup::{COMPONENT as BACKUP_COMPONENT, RESTORE_COMPONENT};
 use super::database::{COMPONENT as DATABASE_COMPONENT, POSTGRES_PORT};
 use super::element::{self, HTTP_PORT};
 use super::homeserver::{CLIENT_PORT, FEDERATION_PORT, METRICS_PORT};
-use super::names::{CNPG_CLUSTER_LABEL, COMPONENT_LABEL, SMOKE_TEST_COMPONENT, StageNames};
 use super::pod::stage_meta;
 use super::synapse;
 use super::well_known::{self, WELL_KNOWN_PORT};
+use crate::names::{BACKUP_COMPONENT, RESTORE_COMPONENT};
+use crate::names::{CNPG_CLUSTER_LABEL, COMPONENT_LABEL, SMOKE_TEST_COMPONENT, StageNames};
 
 /// ingress-nginx's allow-list annotation; ingress-nginx 1.9 renamed it
 /// `allowlist-source-range` and still reads the old name, which older

@@ -14,7 +14,7 @@ use kube::api::ObjectMeta;
 
 use crate::api::{Images, PullPolicy};
 
-use super::names::StageNames;
+use crate::names::StageNames;
 
 /// Metadata of one of a stage's objects.
 pub fn stage_meta(

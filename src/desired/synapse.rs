@@ -23,13 +23,13 @@ use super::homeserver::{
     LOG_CONFIG_FILE, MEDIA_DIR, METRICS_PORT, SECRET_CONFIG_DIR, SECRETS_FILE, TMP_DIR,
 };
 use super::keys::SIGNING_KEY;
-use super::names::{CONFIG_HASH_ANNOTATION, StageNames};
 use super::placement::PodPlacement;
 use super::pod::SYNAPSE_REPOSITORY;
 use super::pod::{
     annotation, container_resources, image, pull_policy, restricted_container, restricted_pod_spec,
     stage_meta, stage_stateful_set,
 };
+use crate::names::{CONFIG_HASH_ANNOTATION, StageNames};
 
 /// The component label of Synapse's objects.
 pub const COMPONENT: &str = "synapse";

@@ -96,7 +96,7 @@ mod tests {
     use crate::desired::database;
     use crate::desired::homeserver;
     use crate::desired::keys::StageSecrets;
-    use crate::desired::names::StageNames;
+    use crate::names::StageNames;
 
     fn stage() -> Stage {
         Stage {

@@ -8,7 +8,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::api::{BackupResult, BackupStatus};
 use crate::desired::backup::{BackupError, COMPONENT, fires_after, parse_schedule};
-use crate::desired::names::StageNames;
+use crate::names::StageNames;
 use crate::observe::jobs::{JobOutcome, ScriptVerdict, job_outcome};
 
 /// Whether a Job is one of this stage's Jobs of a component.
