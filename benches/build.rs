@@ -32,17 +32,18 @@ fn main() {
         serde_saphyr::from_str(&text).expect("the example parses");
     instance.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
     let secrets = StageSecrets::placeholders();
+    let validated = caduceus::validate::validate(&instance.spec).expect("a valid example");
     measure(
         "desired objects of the two-stage umessenger instance",
         2000,
         || {
-            let stages = instance
-                .spec
+            let stages = validated
                 .stages
                 .iter()
-                .map(|stage| {
+                .map(|settings| {
+                    let stage = settings.stage;
                     let inputs = StageInputs {
-                        stage,
+                        settings,
                         secrets: &secrets,
                         release: desired::desired_release(&instance, stage),
                     };
@@ -52,13 +53,14 @@ fn main() {
             black_box(desired::children(&instance, stages));
         },
     );
-    let stage = &instance.spec.stages[1];
-    let names = StageNames::new("umessenger", &stage.name);
+    let settings = &validated.stages[1];
+    let names = StageNames::new("umessenger", &settings.stage.name);
     let connection = database::connection(&instance.spec, &names);
     measure("homeserver configuration of one stage", 5000, || {
-        black_box(
-            homeserver::homeserver_files(&instance.spec, stage, &connection, &secrets)
-                .expect("renders"),
-        );
+        black_box(homeserver::homeserver_files(
+            settings,
+            &connection,
+            &secrets,
+        ));
     });
 }

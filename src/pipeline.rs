@@ -120,7 +120,7 @@ fn plan_stage(
     let (instance, stage, names) = (view.instance, view.stage, &view.names);
     let decision = rollout::decide(view, earlier, now);
     let inputs = StageInputs {
-        stage,
+        settings: view.settings,
         secrets,
         release: decision.deploy.clone(),
     };

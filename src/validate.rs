@@ -102,6 +102,8 @@ pub struct ValidatedSpec<'a> {
 /// The effective settings of one stage.
 #[derive(Clone, Debug)]
 pub struct ValidatedStage<'a> {
+    /// The instance's spec the stage belongs to.
+    pub spec: &'a MessengerInstanceSpec,
     pub stage: &'a Stage,
     /// The release the spec asks for: the stage's pin, else the train.
     pub release: Release,
@@ -122,20 +124,13 @@ pub fn validate(spec: &MessengerInstanceSpec) -> Result<ValidatedSpec<'_>, Vec<V
         .stages
         .iter()
         .map(|stage| ValidatedStage {
+            spec,
             stage,
             release: effective_release(spec, stage),
             paused: spec.paused || stage.paused,
         })
         .collect();
     Ok(ValidatedSpec { spec, stages })
-}
-
-/// The problems that affect one stage's homeserver configuration: the
-/// instance-level ones and the stage's own.
-pub fn homeserver_problems(spec: &MessengerInstanceSpec, stage: &Stage) -> Vec<ValidationError> {
-    let mut problems = instance_problems(&spec.homeserver);
-    problems.extend(stage_problems(spec, stage));
-    problems
 }
 
 fn instance_problems(homeserver: &Homeserver) -> Vec<ValidationError> {

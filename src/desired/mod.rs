@@ -29,8 +29,8 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::api::{MessengerInstance, Release, Stage};
+use crate::validate::ValidatedStage;
 
-use self::homeserver::HomeserverError;
 use self::keys::StageSecrets;
 use self::network::NetworkError;
 use crate::names::{DESIRED_HASH_ANNOTATION, StageNames};
@@ -38,12 +38,6 @@ use crate::names::{DESIRED_HASH_ANNOTATION, StageNames};
 /// Why the desired objects of a stage cannot be built.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum BuildError {
-    #[error("stage {stage}: {source}")]
-    Homeserver {
-        stage: String,
-        #[source]
-        source: HomeserverError,
-    },
     #[error(
         "metadata.namespace is not set; render needs the instance's namespace (set it in the file or pass --namespace)"
     )]
@@ -65,7 +59,8 @@ pub enum BuildError {
 /// What the builder needs to know about one stage beyond the spec.
 #[derive(Clone, Debug)]
 pub struct StageInputs<'a> {
-    pub stage: &'a Stage,
+    /// The stage, validated.
+    pub settings: &'a ValidatedStage<'a>,
     /// The stage's secret values, from its keys Secret.
     pub secrets: &'a StageSecrets,
     /// The release the stage runs now (the rollout decides when it moves).
@@ -276,16 +271,12 @@ pub fn build_stage(
         .ok_or(BuildError::MissingNamespace)?;
     let instance_name = instance.metadata.name.as_deref().unwrap_or_default();
     let spec = &instance.spec;
-    let names = StageNames::new(instance_name, &inputs.stage.name);
+    let stage = inputs.settings.stage;
+    let names = StageNames::new(instance_name, &stage.name);
     let connection = database::connection(spec, &names);
-    let files = homeserver::homeserver_files(spec, inputs.stage, &connection, inputs.secrets)
-        .map_err(|source| BuildError::Homeserver {
-            stage: inputs.stage.name.clone(),
-            source,
-        })?;
-    let federation = federation_enabled(instance, inputs.stage);
+    let files = homeserver::homeserver_files(inputs.settings, &connection, inputs.secrets);
+    let federation = federation_enabled(instance, stage);
     let hash = synapse::config_hash(&files);
-    let stage = inputs.stage;
     let network_error = |source| BuildError::Network {
         stage: stage.name.clone(),
         source,

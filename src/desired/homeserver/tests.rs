@@ -20,6 +20,29 @@ fn spec(homeserver: &str, stage_homeserver: &str) -> MessengerInstanceSpec {
     serde_saphyr::from_str(&yaml).expect("test spec parses")
 }
 
+/// The files of a stage as the pipeline makes them: validated, then built.
+/// Settings `validate` refuses are never built.
+fn homeserver_files(
+    spec: &MessengerInstanceSpec,
+    stage: &Stage,
+    database: &DatabaseConnection,
+    secrets: &StageSecrets,
+) -> Result<HomeserverFiles, String> {
+    let validated = crate::validate::validate(spec).map_err(|problems| {
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    let stage = validated
+        .stages
+        .iter()
+        .find(|s| s.stage.name == stage.name)
+        .expect("the stage is in the spec");
+    Ok(super::homeserver_files(stage, database, secrets))
+}
+
 fn config(spec: &MessengerInstanceSpec) -> Value {
     homeserver_config(spec, &spec.stages[0])
 }
