@@ -8,6 +8,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use crate::api::{MessengerInstance, MessengerInstanceStatus, StagePhase, StageStatus};
 use crate::desired::placement::placement_warnings;
 use crate::plan::backups::backup_health;
+use crate::validate::schedule::{BackupSchedule, ScheduleError};
+
+/// `spec.backups.schedule` as `validate` found it: `None` without backups.
+pub type BackupScheduleCheck<'a> = Option<Result<&'a BackupSchedule, &'a ScheduleError>>;
 
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
@@ -215,7 +219,8 @@ pub fn find_condition<'a>(
 }
 
 /// The instance's next status: stage entries and conditions from what was
-/// planned, with `Degraded` from placement, failed stages and backups.
+/// planned, with `Degraded` from placement, failed stages and backups
+/// (judged against `backup_schedule`, as `validate` found it).
 /// Timestamps of unchanged conditions are kept, so an unchanged instance
 /// derives a status equal to the stored one and nothing is written.
 pub fn next_status(
@@ -224,6 +229,7 @@ pub fn next_status(
     stages: Vec<StageStatus>,
     stall: Option<&Stall>,
     now: &Time,
+    backup_schedule: BackupScheduleCheck<'_>,
 ) -> MessengerInstanceStatus {
     let warnings: Vec<String> = instance
         .spec
@@ -242,7 +248,7 @@ pub fn next_status(
                     )
                 }),
         )
-        .chain(backup_warnings(instance, &stages, now))
+        .chain(backup_warnings(instance, backup_schedule, &stages, now))
         .collect();
     let generation = instance.metadata.generation;
     let mut next = instance_status(Some(previous), generation, stages, stall, now);
@@ -254,11 +260,14 @@ pub fn next_status(
 /// Stage warnings for the `Degraded` condition: backups failing or stale.
 fn backup_warnings(
     instance: &MessengerInstance,
+    schedule: BackupScheduleCheck<'_>,
     stages: &[StageStatus],
     now: &Time,
 ) -> Vec<String> {
-    let Some(backups) = instance.spec.backups.as_ref() else {
-        return Vec::new();
+    let schedule = match schedule {
+        None => return Vec::new(),
+        Some(Ok(schedule)) => schedule,
+        Some(Err(error)) => return stages.iter().map(|_| error.to_string()).collect(),
     };
     let since = instance
         .metadata
@@ -268,13 +277,7 @@ fn backup_warnings(
     stages
         .iter()
         .filter_map(|stage| {
-            let health = backup_health(
-                &stage.name,
-                &backups.schedule,
-                stage.backups.as_ref(),
-                since,
-                now.0,
-            );
+            let health = backup_health(&stage.name, schedule, stage.backups.as_ref(), since, now.0);
             match health {
                 Ok(health) => health
                     .condition()
@@ -413,6 +416,18 @@ mod tests {
     use super::*;
     use crate::api::ReleaseStatus;
     use k8s_openapi::jiff::Timestamp;
+
+    /// The next status of an instance without backups.
+    fn next_status(
+        instance: &crate::api::MessengerInstance,
+        previous: &MessengerInstanceStatus,
+        stages: Vec<StageStatus>,
+        stall: Option<&Stall>,
+        now: &Time,
+    ) -> MessengerInstanceStatus {
+        assert!(instance.spec.backups.is_none());
+        super::next_status(instance, previous, stages, stall, now, None)
+    }
 
     fn at(seconds: i64) -> Time {
         Time(Timestamp::from_second(seconds).unwrap())

@@ -20,9 +20,7 @@ use k8s_openapi::api::core::v1::{
     PodSpec, PodTemplateSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::ObjectMeta;
-use thiserror::Error;
 
 use crate::api::{Backups, MessengerInstanceSpec, Stage};
 
@@ -33,6 +31,7 @@ use super::pod::{
 };
 use super::synapse::{self, SYNAPSE_UID, volume_claim};
 use crate::names::{StageNames, release_suffix, restore_suffix};
+use crate::validate::schedule::BackupSchedule;
 
 /// The backup script, as in `scripts/backup.sh`.
 pub const BACKUP_SCRIPT: &str = include_str!("../../scripts/backup.sh");
@@ -65,19 +64,6 @@ const REPOSITORY_MOUNT: &str = "/repository";
 /// The repository inside its claim, not the claim's root, so `lost+found`
 /// is no part of it.
 const REPOSITORY_PATH: &str = "/repository/restic";
-
-/// Why the backup objects cannot be built.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum BackupError {
-    #[error(
-        "spec.backups.schedule '{schedule}' is not a cron schedule: {reason}; use five fields (minute hour day-of-month month day-of-week), for example \"30 1 * * *\""
-    )]
-    Schedule { schedule: String, reason: String },
-    #[error(
-        "spec.backups.schedule '{schedule}' never fires; choose a schedule that runs at least once a year"
-    )]
-    NeverFires { schedule: String },
-}
 
 /// What the backup objects of a stage are built from.
 #[derive(Clone, Copy, Debug)]
@@ -117,16 +103,20 @@ pub struct BackupResources {
 }
 
 /// The scripts ConfigMap, the repository claim and the CronJob of a stage;
-/// nothing when the instance takes no backups.
-pub fn resources(inputs: Option<BackupInputs<'_>>) -> Result<BackupResources, BackupError> {
-    let Some(inputs) = inputs else {
-        return Ok(BackupResources::default());
+/// nothing when the instance takes no backups. `schedule` is the validated
+/// `spec.backups.schedule` (set exactly when `inputs` is).
+pub fn resources(
+    inputs: Option<BackupInputs<'_>>,
+    schedule: Option<&BackupSchedule>,
+) -> BackupResources {
+    let (Some(inputs), Some(schedule)) = (inputs, schedule) else {
+        return BackupResources::default();
     };
-    Ok(BackupResources {
+    BackupResources {
         scripts: Some(scripts_config_map(inputs.names, inputs.namespace)),
         repository: repository_claim(&inputs),
-        schedule: Some(cron_job(&inputs)?),
-    })
+        schedule: Some(cron_job(&inputs, schedule)),
+    }
 }
 
 /// The ConfigMap with `backup.sh`, `restore.sh` and the `lib.sh` they
@@ -426,38 +416,13 @@ fn job_spec(template: PodTemplateSpec, retries: i32) -> JobSpec {
     }
 }
 
-/// Checks a cron schedule and returns it parsed.
-pub fn parse_schedule(schedule: &str) -> Result<croner::Cron, BackupError> {
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Disallowed)
-        .build()
-        .parse(schedule)
-        .map_err(|error| BackupError::Schedule {
-            schedule: schedule.to_owned(),
-            reason: error.to_string(),
-        })
-}
-
-/// The first fire time of a schedule strictly after `after`.
-pub fn fires_after(cron: &croner::Cron, after: Timestamp) -> Option<Timestamp> {
-    let zoned = after.to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC);
-    cron.find_next_occurrence(&zoned, false)
-        .ok()
-        .map(|next| next.timestamp())
-}
-
 /// The scheduled backup CronJob of a stage.
-pub fn cron_job(inputs: &BackupInputs<'_>) -> Result<CronJob, BackupError> {
-    let schedule = inputs.backups.schedule.trim();
-    let cron = parse_schedule(schedule)?;
-    fires_after(&cron, Timestamp::UNIX_EPOCH).ok_or_else(|| BackupError::NeverFires {
-        schedule: schedule.to_owned(),
-    })?;
+pub fn cron_job(inputs: &BackupInputs<'_>, schedule: &BackupSchedule) -> CronJob {
     let names = inputs.names;
-    Ok(CronJob {
+    CronJob {
         metadata: stage_meta(names, inputs.namespace, names.backup(), COMPONENT),
         spec: Some(CronJobSpec {
-            schedule: schedule.to_owned(),
+            schedule: schedule.text.clone(),
             time_zone: Some("Etc/UTC".into()),
             // Never two backups of a stage at once; restic would serialise
             // them on its lock anyway.
@@ -487,7 +452,7 @@ pub fn cron_job(inputs: &BackupInputs<'_>) -> Result<CronJob, BackupError> {
             ..CronJobSpec::default()
         }),
         ..CronJob::default()
-    })
+    }
 }
 
 /// A one-off backup Job named `<instance>-<stage>-backup-<name_suffix>`,

@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 
 use super::*;
 use crate::api::{
@@ -13,7 +14,36 @@ use crate::api::{
     SecretRef, StagePhase, StageRestore, StageStatus, StorageSize,
 };
 use crate::observe::jobs::parse_result;
-use crate::plan::backups::{BackupHealth, backup_health, backup_status};
+use crate::plan::backups::{BackupHealth, backup_status};
+use crate::validate::schedule::{BackupSchedule, ScheduleError};
+
+/// The backup objects as the pipeline builds them: `validate` parses the
+/// schedule (and refuses a bad one) before anything is built.
+fn resources(inputs: Option<BackupInputs<'_>>) -> Result<BackupResources, ScheduleError> {
+    let schedule = inputs
+        .as_ref()
+        .map(|inputs| BackupSchedule::parse(&inputs.backups.schedule))
+        .transpose()?;
+    Ok(super::resources(inputs, schedule.as_ref()))
+}
+
+/// The CronJob of a stage, its schedule validated first.
+fn cron_job(inputs: &BackupInputs<'_>) -> Result<CronJob, ScheduleError> {
+    let schedule = BackupSchedule::parse(&inputs.backups.schedule)?;
+    Ok(super::cron_job(inputs, &schedule))
+}
+
+/// A stage's backup health against a validated schedule.
+fn backup_health(
+    stage: &str,
+    schedule: &str,
+    status: Option<&BackupStatus>,
+    since: Timestamp,
+    now: Timestamp,
+) -> Result<BackupHealth, ScheduleError> {
+    let schedule = BackupSchedule::parse(schedule)?;
+    crate::plan::backups::backup_health(stage, &schedule, status, since, now)
+}
 use crate::plan::restore::{RestoreAction, hold_synapse, may_mint_keys, plan_restore};
 
 fn backups() -> Backups {

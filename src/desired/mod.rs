@@ -48,12 +48,6 @@ pub enum BuildError {
         #[source]
         source: NetworkError,
     },
-    #[error("stage {stage}: {source}")]
-    Backup {
-        stage: String,
-        #[source]
-        source: backup::BackupError,
-    },
 }
 
 /// What the builder needs to know about one stage beyond the spec.
@@ -348,11 +342,10 @@ pub fn build_stage(
         network_policies: network::network_policies(&network).map_err(network_error)?,
         disruption_budgets,
         database: database::resources(spec, stage, &names, namespace, inputs.secrets),
-        backups: backup::resources(backup::BackupInputs::new(spec, stage, &names, namespace))
-            .map_err(|source| BuildError::Backup {
-                stage: stage.name.clone(),
-                source,
-            })?,
+        backups: backup::resources(
+            backup::BackupInputs::new(spec, stage, &names, namespace),
+            inputs.settings.backup_schedule.as_ref(),
+        ),
         smoke_test_script: smoke::script_config_map(&names, namespace),
     })
 }

@@ -14,6 +14,10 @@ use crate::api::{
 use crate::settings_keys::owned::{OWNED_RETENTION_KEYS, owned_key, owned_oidc_key};
 use crate::settings_keys::synapse_keys::{KNOWN_KEYS, SYNAPSE_VERSION};
 
+use self::schedule::{BackupSchedule, ScheduleError, backup_schedule};
+
+pub mod schedule;
+
 /// A spec problem, naming the field and the fix.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum ValidationError {
@@ -81,6 +85,8 @@ pub enum ValidationError {
         "{field}: allowlist is only used with mode allowlist; set mode: allowlist or remove the list"
     )]
     AllowlistWithoutMode { field: String },
+    #[error(transparent)]
+    BackupSchedule(#[from] ScheduleError),
 }
 
 fn did_you_mean(suggestion: &Option<&'static str>) -> String {
@@ -97,6 +103,8 @@ pub struct ValidatedSpec<'a> {
     pub spec: &'a MessengerInstanceSpec,
     /// One per stage, in spec order.
     pub stages: Vec<ValidatedStage<'a>>,
+    /// `spec.backups.schedule`, parsed; `None` without backups.
+    pub backup_schedule: Option<BackupSchedule>,
 }
 
 /// The effective settings of one stage.
@@ -109,6 +117,8 @@ pub struct ValidatedStage<'a> {
     pub release: Release,
     /// Rollouts are paused for the instance or the stage.
     pub paused: bool,
+    /// `spec.backups.schedule`, parsed; `None` without backups.
+    pub backup_schedule: Option<BackupSchedule>,
 }
 
 /// Every problem of a spec, or the spec validated.
@@ -117,6 +127,13 @@ pub fn validate(spec: &MessengerInstanceSpec) -> Result<ValidatedSpec<'_>, Vec<V
     for stage in &spec.stages {
         problems.extend(stage_problems(spec, stage));
     }
+    let backup_schedule = match backup_schedule(spec).transpose() {
+        Ok(schedule) => schedule,
+        Err(error) => {
+            problems.push(error.into());
+            None
+        }
+    };
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -128,9 +145,14 @@ pub fn validate(spec: &MessengerInstanceSpec) -> Result<ValidatedSpec<'_>, Vec<V
             stage,
             release: effective_release(spec, stage),
             paused: spec.paused || stage.paused,
+            backup_schedule: backup_schedule.clone(),
         })
         .collect();
-    Ok(ValidatedSpec { spec, stages })
+    Ok(ValidatedSpec {
+        spec,
+        stages,
+        backup_schedule,
+    })
 }
 
 fn instance_problems(homeserver: &Homeserver) -> Vec<ValidationError> {
