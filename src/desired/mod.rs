@@ -32,7 +32,6 @@ use crate::api::{MessengerInstance, Release, Stage};
 use crate::validate::ValidatedStage;
 
 use self::keys::StageSecrets;
-use self::network::NetworkError;
 use crate::names::{DESIRED_HASH_ANNOTATION, StageNames};
 
 /// Why the desired objects of a stage cannot be built.
@@ -42,12 +41,6 @@ pub enum BuildError {
         "metadata.namespace is not set; render needs the instance's namespace (set it in the file or pass --namespace)"
     )]
     MissingNamespace,
-    #[error("stage {stage}: {source}")]
-    Network {
-        stage: String,
-        #[source]
-        source: NetworkError,
-    },
 }
 
 /// What the builder needs to know about one stage beyond the spec.
@@ -271,16 +264,13 @@ pub fn build_stage(
     let files = homeserver::homeserver_files(inputs.settings, &connection, inputs.secrets);
     let federation = federation_enabled(instance, stage);
     let hash = synapse::config_hash(&files);
-    let network_error = |source| BuildError::Network {
-        stage: stage.name.clone(),
-        source,
-    };
     let network = network::NetworkInputs {
         names: &names,
         namespace,
         spec,
         stage,
         federation,
+        ranges: &inputs.settings.source_ranges,
     };
     let element_config = spec
         .clients
@@ -338,8 +328,8 @@ pub fn build_stage(
             .then(|| element::service(&names, namespace)),
         element_config,
         element_web,
-        ingresses: network::ingresses(&network).map_err(network_error)?,
-        network_policies: network::network_policies(&network).map_err(network_error)?,
+        ingresses: network::ingresses(&network),
+        network_policies: network::network_policies(&network),
         disruption_budgets,
         database: database::resources(spec, stage, &names, namespace, inputs.secrets),
         backups: backup::resources(

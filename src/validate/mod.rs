@@ -14,8 +14,10 @@ use crate::api::{
 use crate::settings_keys::owned::{OWNED_RETENTION_KEYS, owned_key, owned_oidc_key};
 use crate::settings_keys::synapse_keys::{KNOWN_KEYS, SYNAPSE_VERSION};
 
+use self::network::{NetworkError, SourceRanges, source_ranges};
 use self::schedule::{BackupSchedule, ScheduleError, backup_schedule};
 
+pub mod network;
 pub mod schedule;
 
 /// A spec problem, naming the field and the fix.
@@ -86,6 +88,8 @@ pub enum ValidationError {
     )]
     AllowlistWithoutMode { field: String },
     #[error(transparent)]
+    SourceRange(#[from] NetworkError),
+    #[error(transparent)]
     BackupSchedule(#[from] ScheduleError),
 }
 
@@ -119,6 +123,8 @@ pub struct ValidatedStage<'a> {
     pub paused: bool,
     /// `spec.backups.schedule`, parsed; `None` without backups.
     pub backup_schedule: Option<BackupSchedule>,
+    /// `spec.access`'s source ranges, canonical.
+    pub source_ranges: SourceRanges,
 }
 
 /// Every problem of a spec, or the spec validated.
@@ -127,6 +133,10 @@ pub fn validate(spec: &MessengerInstanceSpec) -> Result<ValidatedSpec<'_>, Vec<V
     for stage in &spec.stages {
         problems.extend(stage_problems(spec, stage));
     }
+    let ranges = source_ranges(spec).unwrap_or_else(|error| {
+        problems.push(error.into());
+        SourceRanges::default()
+    });
     let backup_schedule = match backup_schedule(spec).transpose() {
         Ok(schedule) => schedule,
         Err(error) => {
@@ -146,6 +156,7 @@ pub fn validate(spec: &MessengerInstanceSpec) -> Result<ValidatedSpec<'_>, Vec<V
             release: effective_release(spec, stage),
             paused: spec.paused || stage.paused,
             backup_schedule: backup_schedule.clone(),
+            source_ranges: ranges.clone(),
         })
         .collect();
     Ok(ValidatedSpec {
