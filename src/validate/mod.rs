@@ -16,9 +16,11 @@ use crate::settings_keys::synapse_keys::{KNOWN_KEYS, SYNAPSE_VERSION};
 
 use self::network::{NetworkError, SourceRanges, source_ranges};
 use self::schedule::{BackupSchedule, ScheduleError, backup_schedule};
+use self::windows::{ValidatedPromotion, WindowError};
 
 pub mod network;
 pub mod schedule;
+pub mod windows;
 
 /// A spec problem, naming the field and the fix.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
@@ -91,6 +93,12 @@ pub enum ValidationError {
     SourceRange(#[from] NetworkError),
     #[error(transparent)]
     BackupSchedule(#[from] ScheduleError),
+    #[error("stage {stage}: {source}")]
+    Window {
+        stage: String,
+        #[source]
+        source: WindowError,
+    },
 }
 
 fn did_you_mean(suggestion: &Option<&'static str>) -> String {
@@ -125,6 +133,8 @@ pub struct ValidatedStage<'a> {
     pub backup_schedule: Option<BackupSchedule>,
     /// `spec.access`'s source ranges, canonical.
     pub source_ranges: SourceRanges,
+    /// The stage's promotion, its windows and soak parsed.
+    pub promotion: Option<ValidatedPromotion>,
 }
 
 /// Every problem of a spec, or the spec validated.
@@ -144,19 +154,32 @@ pub fn validate(spec: &MessengerInstanceSpec) -> Result<ValidatedSpec<'_>, Vec<V
             None
         }
     };
+    let mut promotions = Vec::with_capacity(spec.stages.len());
+    for stage in &spec.stages {
+        let promotion = stage.promotion.as_ref().map(windows::promotion).transpose();
+        promotions.push(promotion.unwrap_or_else(|source| {
+            problems.push(ValidationError::Window {
+                stage: stage.name.clone(),
+                source,
+            });
+            None
+        }));
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
     let stages = spec
         .stages
         .iter()
-        .map(|stage| ValidatedStage {
+        .zip(promotions)
+        .map(|(stage, promotion)| ValidatedStage {
             spec,
             stage,
             release: effective_release(spec, stage),
             paused: spec.paused || stage.paused,
             backup_schedule: backup_schedule.clone(),
             source_ranges: ranges.clone(),
+            promotion,
         })
         .collect();
     Ok(ValidatedSpec {

@@ -32,7 +32,7 @@ pub fn decide(view: &StageView<'_>, earlier: &[StageStatus], now: Timestamp) -> 
     let facts = Facts {
         desired,
         previous: view.before,
-        promotion: stage.promotion.as_ref(),
+        promotion: view.settings.promotion.as_ref(),
         source,
         paused: view.settings.paused,
         backups: instance.spec.backups.is_some(),
