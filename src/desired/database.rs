@@ -417,7 +417,7 @@ pub fn cloudnative_pg_credentials(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Database, ExternalDatabase};
+    use crate::api::ExternalDatabase;
 
     fn names() -> StageNames {
         StageNames::new("umessenger", "beta")
@@ -430,15 +430,7 @@ mod tests {
         }
     }
 
-    fn spec(engine: DatabaseEngine) -> MessengerInstanceSpec {
-        MessengerInstanceSpec {
-            database: Database {
-                engine,
-                ..Database::default()
-            },
-            ..MessengerInstanceSpec::default()
-        }
-    }
+    use crate::api::fixtures::spec_with_engine as spec;
 
     #[test]
     fn managed_postgres_is_utf8_with_c_collation_and_restricted() {

@@ -93,7 +93,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::api::{Database, MessengerInstanceSpec};
     use crate::desired::database::cloudnative_pg_cluster;
     use crate::desired::placement::PodPlacement;
     use crate::names::StageNames;
@@ -102,15 +101,7 @@ mod tests {
         StageNames::new("umessenger", "beta")
     }
 
-    fn spec(engine: DatabaseEngine) -> MessengerInstanceSpec {
-        MessengerInstanceSpec {
-            database: Database {
-                engine,
-                ..Database::default()
-            },
-            ..MessengerInstanceSpec::default()
-        }
-    }
+    use crate::api::fixtures::spec_with_engine as spec;
 
     #[test]
     fn stateful_set_readiness_needs_current_ready_replicas() {

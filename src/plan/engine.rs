@@ -98,17 +98,8 @@ pub fn engine_name(engine: DatabaseEngine) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Database;
 
-    fn spec(engine: DatabaseEngine) -> MessengerInstanceSpec {
-        MessengerInstanceSpec {
-            database: Database {
-                engine,
-                ..Database::default()
-            },
-            ..MessengerInstanceSpec::default()
-        }
-    }
+    use crate::api::fixtures::spec_with_engine as spec;
 
     #[test]
     fn switching_the_engine_of_a_running_stage_is_refused_with_guidance() {

@@ -552,19 +552,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
 
-    fn spec(homeserver: &str, stage_homeserver: &str) -> MessengerInstanceSpec {
-        let stage_homeserver = if stage_homeserver.is_empty() {
-            String::new()
-        } else {
-            format!(", homeserver: {stage_homeserver}")
-        };
-        let yaml = format!(
-            "release: {{synapse: v1.163.2, elementWeb: v1.12.3}}\n\
-             homeserver: {homeserver}\n\
-             stages:\n- {{name: beta, serverName: beta.example.org{stage_homeserver}}}\n"
-        );
-        serde_saphyr::from_str(&yaml).expect("test spec parses")
-    }
+    use crate::api::fixtures::spec_with_homeserver as spec;
 
     /// The messages of a spec's problems.
     fn messages(homeserver: &str, stage_homeserver: &str) -> Vec<String> {
