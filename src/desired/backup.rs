@@ -510,4 +510,4 @@ pub fn restore_job(inputs: &BackupInputs<'_>, snapshot: &str) -> Job {
 
 #[cfg(test)]
 #[path = "backup_tests.rs"]
-mod tests;
+pub(crate) mod tests;

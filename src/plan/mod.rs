@@ -9,6 +9,10 @@ pub mod keys;
 pub mod restore;
 pub mod rollout;
 
+#[cfg(test)]
+#[path = "backups_tests.rs"]
+mod backups_tests;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 
