@@ -7,9 +7,8 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use caduceus::api::MessengerInstance;
-use caduceus::desired::{
-    self, StageInputs, database, homeserver, keys::StageSecrets, names::StageNames,
-};
+use caduceus::desired::{self, StageInputs, database, homeserver, keys::StageSecrets};
+use caduceus::names::StageNames;
 
 fn measure(what: &str, iterations: u32, mut run: impl FnMut()) {
     for _ in 0..iterations / 10 {
@@ -33,17 +32,18 @@ fn main() {
         serde_saphyr::from_str(&text).expect("the example parses");
     instance.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
     let secrets = StageSecrets::placeholders();
+    let validated = caduceus::validate::validate(&instance.spec).expect("a valid example");
     measure(
         "desired objects of the two-stage umessenger instance",
         2000,
         || {
-            let stages = instance
-                .spec
+            let stages = validated
                 .stages
                 .iter()
-                .map(|stage| {
+                .map(|settings| {
+                    let stage = settings.stage;
                     let inputs = StageInputs {
-                        stage,
+                        settings,
                         secrets: &secrets,
                         release: desired::desired_release(&instance, stage),
                     };
@@ -53,13 +53,14 @@ fn main() {
             black_box(desired::children(&instance, stages));
         },
     );
-    let stage = &instance.spec.stages[1];
-    let names = StageNames::new("umessenger", &stage.name);
+    let settings = &validated.stages[1];
+    let names = StageNames::new("umessenger", &settings.stage.name);
     let connection = database::connection(&instance.spec, &names);
     measure("homeserver configuration of one stage", 5000, || {
-        black_box(
-            homeserver::homeserver_files(&instance.spec, stage, &connection, &secrets)
-                .expect("renders"),
-        );
+        black_box(homeserver::homeserver_files(
+            settings,
+            &connection,
+            &secrets,
+        ));
     });
 }

@@ -12,8 +12,8 @@ use tracing::{debug, info};
 
 use crate::api::{MessengerInstance, MessengerInstanceStatus};
 use crate::desired::Child;
-use crate::desired::names::MANAGER;
 use crate::metrics::Metrics;
+use crate::names::MANAGER;
 
 /// A write (or the read after a lost create race) that failed.
 #[derive(Debug, Error)]

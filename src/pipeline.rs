@@ -120,7 +120,7 @@ fn plan_stage(
     let (instance, stage, names) = (view.instance, view.stage, &view.names);
     let decision = rollout::decide(view, earlier, now);
     let inputs = StageInputs {
-        stage,
+        settings: view.settings,
         secrets,
         release: decision.deploy.clone(),
     };
@@ -128,7 +128,7 @@ fn plan_stage(
         .map_err(|error| Stall::new(StallReason::InvalidSpec, error.to_string()))?;
     let backup_inputs = BackupInputs::new(&instance.spec, stage, names, view.namespace);
     let (restore, restore_action) = restore::plan_restore(
-        backup_inputs.as_ref(),
+        backup_inputs.as_ref().map(|inputs| inputs.names),
         stage,
         view.before,
         &view.observed.jobs,
@@ -139,13 +139,22 @@ fn plan_stage(
         desired::hold_synapse(&mut resources);
     }
     let restore_job = match restore_action {
-        restore::RestoreAction::Run(job) => Some(*job),
+        restore::RestoreAction::Run(run) => backup_inputs
+            .as_ref()
+            .map(|inputs| desired::backup::restore_job(inputs, &run.snapshot)),
         restore::RestoreAction::None | restore::RestoreAction::Hold => None,
     };
     let jobs = desired::stage_jobs(
         instance,
         restore_job,
-        desired::rollout_jobs(instance, stage, names, view.namespace, &decision),
+        desired::rollout_jobs(
+            instance,
+            stage,
+            names,
+            view.namespace,
+            decision.start_backup.as_ref(),
+            decision.start_smoke_test.as_ref(),
+        ),
     );
     let mut status = decision.status;
     if held_for_restore {
@@ -182,7 +191,7 @@ mod tests {
     use super::*;
     use crate::api::{MessengerInstance, ReleaseStatus, RestorePhase, StageRestore, StageStatus};
     use crate::desired::keys::keys_secret;
-    use crate::desired::names::StageNames;
+    use crate::names::StageNames;
     use crate::observe::{InstanceObservation, StageObservation};
     use crate::plan::keys::{Keys, prerequisites};
 

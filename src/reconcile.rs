@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -78,16 +77,16 @@ pub async fn reconcile(
                 .join("; ");
             let stall = Stall::new(StallReason::InvalidSpec, message);
             let stages = previous.stages.clone();
-            write_status(
+            let schedule = crate::validate::schedule::backup_schedule(&instance.spec);
+            let next = status::next_status(
                 &instance,
-                &ctx,
-                &applier,
                 &previous,
                 stages,
                 Some(&stall),
                 &now,
-            )
-            .await?;
+                schedule.as_ref().map(Result::as_ref),
+            );
+            write_status(&instance, &ctx, &applier, &previous, next, Some(&stall)).await?;
             // Nothing changes until the spec does.
             return Ok(Action::await_change());
         }
@@ -121,16 +120,15 @@ pub async fn reconcile(
     let stages: Vec<StageStatus> = plan.stages.into_iter().map(|o| o.status).collect();
     record_metrics(&ctx, &namespace, &instance.name_any(), &stages);
     let settled = stall.is_some() || stages.iter().all(|s| s.phase == StagePhase::Ready);
-    write_status(
+    let next = status::next_status(
         &instance,
-        &ctx,
-        &applier,
         &previous,
         stages,
         stall.as_ref(),
         &now,
-    )
-    .await?;
+        validated.backup_schedule.as_ref().map(Ok),
+    );
+    write_status(&instance, &ctx, &applier, &previous, next, stall.as_ref()).await?;
     Ok(Action::requeue(if settled {
         RESYNC
     } else {
@@ -199,18 +197,16 @@ fn record_metrics(ctx: &Context, namespace: &str, name: &str, stages: &[StageSta
     }
 }
 
-/// Derives the status and writes it when it differs from what is stored,
-/// then publishes the Events the change is worth.
+/// Writes the derived status when it differs from what is stored, then
+/// publishes the Events the change is worth.
 async fn write_status(
     instance: &MessengerInstance,
     ctx: &Context,
     applier: &Applier<'_>,
     previous: &MessengerInstanceStatus,
-    stages: Vec<StageStatus>,
+    next: MessengerInstanceStatus,
     stall: Option<&Stall>,
-    now: &Time,
 ) -> Result<(), ReconcileError> {
-    let next = status::next_status(instance, previous, stages, stall, now);
     if &next == previous {
         return Ok(());
     }

@@ -13,8 +13,8 @@ use crate::api::MessengerInstance;
 use crate::api::admission::admission_errors;
 use crate::desired::homeserver::{self, HomeserverFiles};
 use crate::desired::keys::{StageSecrets, keys_secret};
-use crate::desired::names::{STAGE_LABEL, StageNames};
 use crate::desired::{self, BuildError, Child, Ownership};
+use crate::names::{STAGE_LABEL, StageNames};
 use crate::observe::{InstanceObservation, StageObservation};
 use crate::pipeline;
 use crate::plan::StageView;
@@ -186,23 +186,21 @@ pub fn render_homeserver(
     instance: &MessengerInstance,
     stage: &str,
 ) -> Result<HomeserverFiles, RenderError> {
-    check(instance)?;
+    let validated = check(instance)?;
     let stage = select_stages(instance, Some(stage))?[0];
+    let settings = validated
+        .stages
+        .iter()
+        .find(|s| s.stage.name == stage.name)
+        .expect("validate keeps every stage");
     let name = instance.metadata.name.as_deref().unwrap_or_default();
     let names = StageNames::new(name, &stage.name);
     let connection = desired::database::connection(&instance.spec, &names);
-    homeserver::homeserver_files(
-        &instance.spec,
-        stage,
+    Ok(homeserver::homeserver_files(
+        settings,
         &connection,
         &StageSecrets::placeholders(),
-    )
-    .map_err(|source| {
-        RenderError::Build(BuildError::Homeserver {
-            stage: stage.name.clone(),
-            source,
-        })
-    })
+    ))
 }
 
 /// Writes `homeserver.yaml`, `log.yaml` and `secrets.yaml` into `dir`.

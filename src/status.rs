@@ -3,46 +3,20 @@
 //! `Reconciling`, `Stalled`, `Degraded`) and the Events a change is worth.
 //! `apply` writes it, only when it changed.
 
-use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{MessengerInstance, MessengerInstanceStatus, StagePhase, StageStatus};
 use crate::desired::placement::placement_warnings;
 use crate::plan::backups::backup_health;
+use crate::validate::schedule::{BackupSchedule, ScheduleError};
+
+/// `spec.backups.schedule` as `validate` found it: `None` without backups.
+pub type BackupScheduleCheck<'a> = Option<Result<&'a BackupSchedule, &'a ScheduleError>>;
 
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 pub const DEGRADED: &str = "Degraded";
-
-/// Whether a StatefulSet runs its current spec with every replica ready, and
-/// if not, what it waits for.
-pub fn stateful_set_readiness(set: Option<&StatefulSet>) -> Result<(), String> {
-    let Some(set) = set else {
-        return Err("the StatefulSet does not exist yet".into());
-    };
-    let wanted = set
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.replicas)
-        .unwrap_or(1);
-    let generation = set.metadata.generation.unwrap_or_default();
-    let Some(status) = &set.status else {
-        return Err("the StatefulSet reports no status yet".into());
-    };
-    if status.observed_generation.unwrap_or_default() < generation {
-        return Err("the StatefulSet controller has not seen the latest spec yet".into());
-    }
-    let ready = status.ready_replicas.unwrap_or_default();
-    let updated = status.updated_replicas.unwrap_or_default();
-    if updated < wanted {
-        return Err(format!("{updated}/{wanted} pods run the current spec"));
-    }
-    if ready < wanted {
-        return Err(format!("{ready}/{wanted} pods ready"));
-    }
-    Ok(())
-}
 
 /// Why the instance cannot make progress without a change from a person;
 /// shown as the `Stalled` condition's reason.
@@ -245,7 +219,8 @@ pub fn find_condition<'a>(
 }
 
 /// The instance's next status: stage entries and conditions from what was
-/// planned, with `Degraded` from placement, failed stages and backups.
+/// planned, with `Degraded` from placement, failed stages and backups
+/// (judged against `backup_schedule`, as `validate` found it).
 /// Timestamps of unchanged conditions are kept, so an unchanged instance
 /// derives a status equal to the stored one and nothing is written.
 pub fn next_status(
@@ -254,6 +229,7 @@ pub fn next_status(
     stages: Vec<StageStatus>,
     stall: Option<&Stall>,
     now: &Time,
+    backup_schedule: BackupScheduleCheck<'_>,
 ) -> MessengerInstanceStatus {
     let warnings: Vec<String> = instance
         .spec
@@ -272,7 +248,7 @@ pub fn next_status(
                     )
                 }),
         )
-        .chain(backup_warnings(instance, &stages, now))
+        .chain(backup_warnings(instance, backup_schedule, &stages, now))
         .collect();
     let generation = instance.metadata.generation;
     let mut next = instance_status(Some(previous), generation, stages, stall, now);
@@ -284,11 +260,14 @@ pub fn next_status(
 /// Stage warnings for the `Degraded` condition: backups failing or stale.
 fn backup_warnings(
     instance: &MessengerInstance,
+    schedule: BackupScheduleCheck<'_>,
     stages: &[StageStatus],
     now: &Time,
 ) -> Vec<String> {
-    let Some(backups) = instance.spec.backups.as_ref() else {
-        return Vec::new();
+    let schedule = match schedule {
+        None => return Vec::new(),
+        Some(Ok(schedule)) => schedule,
+        Some(Err(error)) => return stages.iter().map(|_| error.to_string()).collect(),
     };
     let since = instance
         .metadata
@@ -298,13 +277,7 @@ fn backup_warnings(
     stages
         .iter()
         .filter_map(|stage| {
-            let health = backup_health(
-                &stage.name,
-                &backups.schedule,
-                stage.backups.as_ref(),
-                since,
-                now.0,
-            );
+            let health = backup_health(&stage.name, schedule, stage.backups.as_ref(), since, now.0);
             match health {
                 Ok(health) => health
                     .condition()
@@ -442,8 +415,19 @@ pub fn describe(instance: &crate::api::MessengerInstance) -> String {
 mod tests {
     use super::*;
     use crate::api::ReleaseStatus;
-    use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetStatus};
     use k8s_openapi::jiff::Timestamp;
+
+    /// The next status of an instance without backups.
+    fn next_status(
+        instance: &crate::api::MessengerInstance,
+        previous: &MessengerInstanceStatus,
+        stages: Vec<StageStatus>,
+        stall: Option<&Stall>,
+        now: &Time,
+    ) -> MessengerInstanceStatus {
+        assert!(instance.spec.backups.is_none());
+        super::next_status(instance, previous, stages, stall, now, None)
+    }
 
     fn at(seconds: i64) -> Time {
         Time(Timestamp::from_second(seconds).unwrap())
@@ -544,31 +528,6 @@ mod tests {
             at(99)
         );
     }
-
-    #[test]
-    fn stateful_set_readiness_needs_current_ready_replicas() {
-        let mut set = StatefulSet {
-            spec: Some(StatefulSetSpec {
-                replicas: Some(1),
-                ..StatefulSetSpec::default()
-            }),
-            ..StatefulSet::default()
-        };
-        set.metadata.generation = Some(2);
-        assert!(stateful_set_readiness(None).is_err());
-        assert!(stateful_set_readiness(Some(&set)).is_err());
-        set.status = Some(StatefulSetStatus {
-            observed_generation: Some(1),
-            ready_replicas: Some(1),
-            updated_replicas: Some(1),
-            replicas: 1,
-            ..StatefulSetStatus::default()
-        });
-        assert!(stateful_set_readiness(Some(&set)).is_err());
-        set.status.as_mut().unwrap().observed_generation = Some(2);
-        assert_eq!(stateful_set_readiness(Some(&set)), Ok(()));
-    }
-
     #[test]
     fn a_failed_stage_degrades_the_instance_and_is_announced_once() {
         let instance = crate::api::MessengerInstance::new("m", Default::default());

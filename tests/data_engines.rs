@@ -18,8 +18,8 @@ use caduceus::api::{
 use caduceus::desired::backup::{self, BackupInputs};
 use caduceus::desired::database::cloudnative_pg_cluster_resource;
 use caduceus::desired::keys::StageSecrets;
-use caduceus::desired::names::StageNames;
 use caduceus::desired::{self, Child, StageInputs};
+use caduceus::names::StageNames;
 use common::*;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
@@ -180,8 +180,9 @@ async fn every_object_of_each_engine_is_accepted_by_the_api_server() {
         assert_eq!(stored.spec.database.engine, engine);
         let stage = &instance.spec.stages[0];
         let secrets = StageSecrets::generate();
+        let validated = caduceus::validate::validate(&instance.spec).expect("the spec is valid");
         let inputs = StageInputs {
-            stage,
+            settings: &validated.stages[0],
             secrets: &secrets,
             release: desired::desired_release(&instance, stage),
         };

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use caduceus::api::MessengerInstance;
 use caduceus::desired::keys::StageSecrets;
-use caduceus::desired::names::{DESIRED_HASH_ANNOTATION, INSTANCE_LABEL, StageNames};
+use caduceus::names::{DESIRED_HASH_ANNOTATION, INSTANCE_LABEL, StageNames};
 use caduceus::observe::stores::child_kinds;
 use caduceus::render;
 use common::*;

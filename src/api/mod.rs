@@ -2,6 +2,8 @@
 
 pub mod admission;
 mod effective;
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod spec;
 mod status;
 pub mod values;

@@ -13,7 +13,7 @@ use super::gitops::{Insert, StageKeyEdit, set_stage_key};
 use super::{CliError, block_on, connect, read_instance};
 use crate::api::{MessengerInstance, StageStatus};
 use crate::desired::backup::restic_host;
-use crate::desired::names::StageNames;
+use crate::names::StageNames;
 
 /// `caduceus backups …`
 #[derive(Debug, clap::Args)]

@@ -74,7 +74,12 @@ pub fn promotion_target(
         name: &promotion.from,
         status: Some(source),
     };
-    if let Some(waiting) = soak_gate(promotion, &gate, &target, now) {
+    if let Some(waiting) = soak_gate(
+        crate::validate::windows::soak(promotion),
+        &gate,
+        &target,
+        now,
+    ) {
         return Err(PromoteError::Gate(waiting));
     }
     if let Some(current) = status.stages.iter().find(|s| s.name == stage)

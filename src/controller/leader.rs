@@ -7,7 +7,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::controller::{LeaderElection, RunError};
-use crate::desired::names::MANAGER;
+use crate::names::MANAGER;
 
 /// A held Lease. Dropping it closes the channel, which releases the Lease.
 pub struct Lease {

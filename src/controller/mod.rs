@@ -20,9 +20,9 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::api::MessengerInstance;
 use crate::context::{Clock, Context, SystemClock};
-use crate::desired::names::INSTANCE_LABEL;
 use crate::http;
 use crate::metrics::Metrics;
+use crate::names::INSTANCE_LABEL;
 use crate::observe::stores::{ChildStores, child_kinds, cloudnative_pg_installed, watch_selector};
 use crate::reconcile::{ReconcileError, reconcile};
 

@@ -20,19 +20,18 @@ use k8s_openapi::api::core::v1::{
     PodSpec, PodTemplateSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::ObjectMeta;
-use thiserror::Error;
 
 use crate::api::{Backups, MessengerInstanceSpec, Stage};
 
 use super::database::{self, secret_env};
-use super::names::StageNames;
 use super::placement;
 use super::pod::{
     container_resources, image, pull_policy, restricted_container, restricted_pod_spec, stage_meta,
 };
 use super::synapse::{self, SYNAPSE_UID, volume_claim};
+use crate::names::{StageNames, release_suffix, restore_suffix};
+use crate::validate::schedule::BackupSchedule;
 
 /// The backup script, as in `scripts/backup.sh`.
 pub const BACKUP_SCRIPT: &str = include_str!("../../scripts/backup.sh");
@@ -53,10 +52,7 @@ const RESTORE_DATABASE_WAIT_SECONDS: u32 = 300;
 /// restic); `spec.images.backup` replaces it.
 pub const BACKUP_IMAGE: &str = "ghcr.io/caduceus-dev/backup:pg17-restic0.14";
 
-/// The component label of backup Jobs (scheduled and one-off).
-pub const COMPONENT: &str = "backup";
-/// The component label of restore Jobs.
-pub const RESTORE_COMPONENT: &str = "restore";
+pub use crate::names::{BACKUP_COMPONENT as COMPONENT, RESTORE_COMPONENT};
 /// The annotation of a backup Job that names why it runs (`scheduled` or
 /// `pre-upgrade:<release>`).
 pub const REASON_ANNOTATION: &str = "caduceus.dev/backup-reason";
@@ -72,19 +68,6 @@ const REPOSITORY_MOUNT: &str = "/repository";
 /// The repository inside its claim, not the claim's root, so `lost+found`
 /// is no part of it.
 const REPOSITORY_PATH: &str = "/repository/restic";
-
-/// Why the backup objects cannot be built.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum BackupError {
-    #[error(
-        "spec.backups.schedule '{schedule}' is not a cron schedule: {reason}; use five fields (minute hour day-of-month month day-of-week), for example \"30 1 * * *\""
-    )]
-    Schedule { schedule: String, reason: String },
-    #[error(
-        "spec.backups.schedule '{schedule}' never fires; choose a schedule that runs at least once a year"
-    )]
-    NeverFires { schedule: String },
-}
 
 /// What the backup objects of a stage are built from.
 #[derive(Clone, Copy, Debug)]
@@ -124,16 +107,20 @@ pub struct BackupResources {
 }
 
 /// The scripts ConfigMap, the repository claim and the CronJob of a stage;
-/// nothing when the instance takes no backups.
-pub fn resources(inputs: Option<BackupInputs<'_>>) -> Result<BackupResources, BackupError> {
-    let Some(inputs) = inputs else {
-        return Ok(BackupResources::default());
+/// nothing when the instance takes no backups. `schedule` is the validated
+/// `spec.backups.schedule` (set exactly when `inputs` is).
+pub fn resources(
+    inputs: Option<BackupInputs<'_>>,
+    schedule: Option<&BackupSchedule>,
+) -> BackupResources {
+    let (Some(inputs), Some(schedule)) = (inputs, schedule) else {
+        return BackupResources::default();
     };
-    Ok(BackupResources {
+    BackupResources {
         scripts: Some(scripts_config_map(inputs.names, inputs.namespace)),
         repository: repository_claim(&inputs),
-        schedule: Some(cron_job(&inputs)?),
-    })
+        schedule: Some(cron_job(&inputs, schedule)),
+    }
 }
 
 /// The ConfigMap with `backup.sh`, `restore.sh` and the `lib.sh` they
@@ -183,20 +170,6 @@ pub fn repository_url(backups: &Backups, names: &StageNames) -> String {
         }
         None => REPOSITORY_PATH.to_owned(),
     }
-}
-
-/// The release as a name suffix: `v1.163.2` becomes `v1-163-2`.
-pub fn release_suffix(release: &str) -> String {
-    release
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect()
 }
 
 /// The restic host every snapshot of the stage is written under; retention
@@ -452,38 +425,13 @@ fn job_spec(template: PodTemplateSpec, retries: i32) -> JobSpec {
     }
 }
 
-/// Checks a cron schedule and returns it parsed.
-pub fn parse_schedule(schedule: &str) -> Result<croner::Cron, BackupError> {
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Disallowed)
-        .build()
-        .parse(schedule)
-        .map_err(|error| BackupError::Schedule {
-            schedule: schedule.to_owned(),
-            reason: error.to_string(),
-        })
-}
-
-/// The first fire time of a schedule strictly after `after`.
-pub fn fires_after(cron: &croner::Cron, after: Timestamp) -> Option<Timestamp> {
-    let zoned = after.to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC);
-    cron.find_next_occurrence(&zoned, false)
-        .ok()
-        .map(|next| next.timestamp())
-}
-
 /// The scheduled backup CronJob of a stage.
-pub fn cron_job(inputs: &BackupInputs<'_>) -> Result<CronJob, BackupError> {
-    let schedule = inputs.backups.schedule.trim();
-    let cron = parse_schedule(schedule)?;
-    fires_after(&cron, Timestamp::UNIX_EPOCH).ok_or_else(|| BackupError::NeverFires {
-        schedule: schedule.to_owned(),
-    })?;
+pub fn cron_job(inputs: &BackupInputs<'_>, schedule: &BackupSchedule) -> CronJob {
     let names = inputs.names;
-    Ok(CronJob {
+    CronJob {
         metadata: stage_meta(names, inputs.namespace, names.backup(), COMPONENT),
         spec: Some(CronJobSpec {
-            schedule: schedule.to_owned(),
+            schedule: schedule.text.clone(),
             time_zone: Some("Etc/UTC".into()),
             // Never two backups of a stage at once; restic would serialise
             // them on its lock anyway.
@@ -513,7 +461,7 @@ pub fn cron_job(inputs: &BackupInputs<'_>) -> Result<CronJob, BackupError> {
             ..CronJobSpec::default()
         }),
         ..CronJob::default()
-    })
+    }
 }
 
 /// A one-off backup Job named `<instance>-<stage>-backup-<name_suffix>`,
@@ -554,13 +502,11 @@ pub fn pre_upgrade_backup_job(inputs: &BackupInputs<'_>, release: &str) -> Job {
 /// person.
 pub fn restore_job(inputs: &BackupInputs<'_>, snapshot: &str) -> Job {
     let names = inputs.names;
-    // restic's short ids are 8 characters; longer ones would not fit a name.
-    let suffix: String = snapshot.chars().take(8).collect();
     Job {
         metadata: stage_meta(
             names,
             inputs.namespace,
-            names.restore_job(&suffix),
+            names.restore_job(&restore_suffix(snapshot)),
             RESTORE_COMPONENT,
         ),
         spec: Some(job_spec(
@@ -573,4 +519,4 @@ pub fn restore_job(inputs: &BackupInputs<'_>, snapshot: &str) -> Job {
 
 #[cfg(test)]
 #[path = "backup_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -1,9 +1,8 @@
 //! The database of a stage, for each engine: how Synapse reaches it, the
-//! managed PostgreSQL StatefulSet, the CloudNativePG `Cluster`, whether it is
-//! ready, and the refusal to switch engines under a running stage.
+//! managed PostgreSQL StatefulSet, the CloudNativePG `Cluster`,
+//! and its basic-auth Secret.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -15,18 +14,17 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{ApiResource, DynamicObject};
 use serde_json::json;
-use thiserror::Error;
 
 use crate::api::{DatabaseEngine, MessengerInstanceSpec, SecretKeyRef, SslMode, Stage};
 
 use super::keys::{DATABASE_PASSWORD, StageSecrets};
-use super::names::StageNames;
 use super::placement::{self, PodPlacement};
 use super::pod::{
     POSTGRES_IMAGE, container_resources, image, pull_policy, restricted_container,
     restricted_pod_spec, stage_meta, stage_stateful_set,
 };
 use super::synapse::{service_port, volume_claim};
+use crate::names::StageNames;
 
 /// The port PostgreSQL listens on in the managed and CloudNativePG engines.
 pub const POSTGRES_PORT: i32 = 5432;
@@ -109,92 +107,6 @@ fn ssl_mode_name(mode: SslMode) -> String {
         SslMode::VerifyFull => "verify-full",
     }
     .into()
-}
-
-/// The engine's name as written in `spec.database.engine`.
-pub fn engine_name(engine: DatabaseEngine) -> &'static str {
-    match engine {
-        DatabaseEngine::Managed => "managed",
-        DatabaseEngine::CloudnativePg => "cloudnative-pg",
-        DatabaseEngine::External => "external",
-    }
-}
-
-/// Why a stage's database cannot be provisioned as the spec says.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum DatabaseError {
-    #[error(
-        "spec.database.engine is {wanted}, but stage {stage} runs on the {running} database: switching the engine of a running stage needs a migration, not a reconcile. \
-         Set spec.database.engine back to {running}; to move to {wanted}, add a new stage with the new engine and restore a backup of {stage} into it (stages[].restore)"
-    )]
-    EngineSwitch {
-        stage: String,
-        wanted: EngineName,
-        running: EngineName,
-    },
-    #[error(
-        "spec.database.engine is external but spec.database.external is not set; add host, database, user and passwordSecretRef"
-    )]
-    ExternalMissing,
-    #[error(
-        "spec.database.engine is cloudnative-pg, but CloudNativePG's CRDs (postgresql.cnpg.io) are not installed in this cluster; install the CloudNativePG operator and restart Caduceus, or set spec.database.engine to managed"
-    )]
-    CloudNativePgMissing,
-}
-
-/// An engine in an error message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EngineName(pub DatabaseEngine);
-
-impl fmt::Display for EngineName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(engine_name(self.0))
-    }
-}
-
-/// The engine a stage's database runs on, from what exists: the engine
-/// recorded in the stage's status, else the database objects found.
-pub fn running_engine(
-    recorded: Option<DatabaseEngine>,
-    managed_exists: bool,
-    cloudnative_pg_exists: bool,
-) -> Option<DatabaseEngine> {
-    recorded.or(match (managed_exists, cloudnative_pg_exists) {
-        (true, _) => Some(DatabaseEngine::Managed),
-        (false, true) => Some(DatabaseEngine::CloudnativePg),
-        (false, false) => None,
-    })
-}
-
-/// Whether the spec's engine can be provisioned for a stage: the engine it
-/// already runs on (or any, for a new stage), with what that engine needs.
-/// Call this before building: building the new engine's objects would prune
-/// the old engine's workload.
-pub fn check_engine(
-    stage: &str,
-    spec: &MessengerInstanceSpec,
-    running: Option<DatabaseEngine>,
-    cloudnative_pg_installed: bool,
-) -> Result<(), DatabaseError> {
-    let wanted = spec.database.engine;
-    if let Some(running) = running
-        && running != wanted
-    {
-        return Err(DatabaseError::EngineSwitch {
-            stage: stage.to_owned(),
-            wanted: EngineName(wanted),
-            running: EngineName(running),
-        });
-    }
-    match wanted {
-        DatabaseEngine::External if spec.database.external.is_none() => {
-            Err(DatabaseError::ExternalMissing)
-        }
-        DatabaseEngine::CloudnativePg if !cloudnative_pg_installed => {
-            Err(DatabaseError::CloudNativePgMissing)
-        }
-        _ => Ok(()),
-    }
 }
 
 /// The objects of a stage's database, by engine. Claims and the
@@ -502,59 +414,10 @@ pub fn cloudnative_pg_credentials(
     }
 }
 
-/// Whether a CloudNativePG Cluster reports condition `Ready=True` for its
-/// current spec, and if not, what it waits for.
-pub fn cloudnative_pg_readiness(cluster: Option<&DynamicObject>) -> Result<(), String> {
-    let Some(cluster) = cluster else {
-        return Err("the CloudNativePG Cluster does not exist yet".into());
-    };
-    let status = &cluster.data["status"];
-    let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
-    let ready = conditions.iter().find(|c| c["type"] == "Ready");
-    match ready {
-        Some(condition) if condition["status"] == "True" => {
-            let generation = cluster.metadata.generation.unwrap_or_default();
-            match condition["observedGeneration"].as_i64() {
-                Some(observed) if observed < generation => {
-                    Err("CloudNativePG has not seen the Cluster's latest spec yet".into())
-                }
-                _ => Ok(()),
-            }
-        }
-        Some(condition) => Err(format!(
-            "the CloudNativePG Cluster is not ready: {}",
-            condition["message"]
-                .as_str()
-                .or(status["phase"].as_str())
-                .unwrap_or("no reason given")
-        )),
-        None => Err(format!(
-            "the CloudNativePG Cluster reports no Ready condition yet (phase: {})",
-            status["phase"].as_str().unwrap_or("none")
-        )),
-    }
-}
-
-/// Whether a stage's database is ready, for its engine. An external
-/// database is outside the operator's view and counts as ready; Synapse's
-/// own readiness shows whether it connects.
-pub fn readiness(
-    engine: DatabaseEngine,
-    managed: Option<&StatefulSet>,
-    cluster: Option<&DynamicObject>,
-) -> Result<(), String> {
-    match engine {
-        DatabaseEngine::Managed => crate::status::stateful_set_readiness(managed)
-            .map_err(|waiting| format!("the database: {waiting}")),
-        DatabaseEngine::CloudnativePg => cloudnative_pg_readiness(cluster),
-        DatabaseEngine::External => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Database, ExternalDatabase};
+    use crate::api::ExternalDatabase;
 
     fn names() -> StageNames {
         StageNames::new("umessenger", "beta")
@@ -567,15 +430,7 @@ mod tests {
         }
     }
 
-    fn spec(engine: DatabaseEngine) -> MessengerInstanceSpec {
-        MessengerInstanceSpec {
-            database: Database {
-                engine,
-                ..Database::default()
-            },
-            ..MessengerInstanceSpec::default()
-        }
-    }
+    use crate::api::fixtures::spec_with_engine as spec;
 
     #[test]
     fn managed_postgres_is_utf8_with_c_collation_and_restricted() {
@@ -715,73 +570,5 @@ mod tests {
             password_source(&spec(DatabaseEngine::Managed), &names()).key,
             DATABASE_PASSWORD
         );
-    }
-
-    #[test]
-    fn switching_the_engine_of_a_running_stage_is_refused_with_guidance() {
-        let wanted = spec(DatabaseEngine::CloudnativePg);
-        let error = check_engine("beta", &wanted, Some(DatabaseEngine::Managed), true).unwrap_err();
-        let message = error.to_string();
-        assert!(
-            message.contains("spec.database.engine is cloudnative-pg"),
-            "{message}"
-        );
-        assert!(message.contains("back to managed"), "{message}");
-        assert!(message.contains("stages[].restore"), "{message}");
-        assert!(check_engine("beta", &wanted, Some(DatabaseEngine::CloudnativePg), true).is_ok());
-        assert!(check_engine("beta", &wanted, None, true).is_ok());
-        assert_eq!(
-            check_engine("beta", &wanted, None, false),
-            Err(DatabaseError::CloudNativePgMissing)
-        );
-        assert_eq!(
-            check_engine("beta", &spec(DatabaseEngine::External), None, true),
-            Err(DatabaseError::ExternalMissing)
-        );
-        assert_eq!(
-            running_engine(None, true, false),
-            Some(DatabaseEngine::Managed)
-        );
-        assert_eq!(
-            running_engine(None, false, true),
-            Some(DatabaseEngine::CloudnativePg)
-        );
-        assert_eq!(
-            running_engine(Some(DatabaseEngine::External), true, false),
-            Some(DatabaseEngine::External)
-        );
-        assert_eq!(running_engine(None, false, false), None);
-    }
-
-    #[test]
-    fn cloudnative_pg_readiness_follows_the_ready_condition() {
-        let mut cluster = cloudnative_pg_cluster(
-            &spec(DatabaseEngine::CloudnativePg),
-            &names(),
-            "ns",
-            &PodPlacement::default(),
-        );
-        assert!(cloudnative_pg_readiness(None).is_err());
-        assert!(
-            cloudnative_pg_readiness(Some(&cluster))
-                .unwrap_err()
-                .contains("no Ready condition")
-        );
-        cluster.data["status"] = json!({"phase": "Setting up primary", "conditions": [
-            {"type": "Ready", "status": "False", "message": "Cluster Is Not Ready"}
-        ]});
-        assert!(
-            cloudnative_pg_readiness(Some(&cluster))
-                .unwrap_err()
-                .contains("Cluster Is Not Ready")
-        );
-        cluster.data["status"]["conditions"][0]["status"] = "True".into();
-        assert_eq!(cloudnative_pg_readiness(Some(&cluster)), Ok(()));
-        assert_eq!(
-            readiness(DatabaseEngine::CloudnativePg, None, Some(&cluster)),
-            Ok(())
-        );
-        assert!(readiness(DatabaseEngine::Managed, None, None).is_err());
-        assert_eq!(readiness(DatabaseEngine::External, None, None), Ok(()));
     }
 }

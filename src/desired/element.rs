@@ -18,8 +18,7 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    HTTPGetAction, KeyToPath, PodSpec, PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec,
-    Volume, VolumeMount,
+    KeyToPath, PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -31,15 +30,15 @@ use crate::api::{MessengerInstanceSpec, Profile, RegistrationMode, Stage};
 
 use super::content_hash;
 use super::merge::deep_merge;
-use super::names::{CONFIG_HASH_ANNOTATION, StageNames};
 use super::placement::{Component, pod_placement};
 use super::pod::{
-    ELEMENT_WEB_REPOSITORY, annotation, container_resources, image, pull_policy,
+    ELEMENT_WEB_REPOSITORY, annotation, component_container, container_resources, http_probe,
     restricted_container, restricted_pod_spec, stage_meta,
 };
 use super::well_known::{
     self, CLIENT_FILE, NGINX_FILE, SERVER_FILE, WELL_KNOWN_DIR, WELL_KNOWN_PORT,
 };
+use crate::names::{CONFIG_HASH_ANNOTATION, StageNames};
 
 /// The component label of Element Web's objects.
 pub const COMPONENT: &str = "element-web";
@@ -182,25 +181,8 @@ pub fn deployment(inputs: &ElementInputs<'_>) -> Deployment {
         config,
     } = inputs;
     let selector = names.selector(COMPONENT);
-    let probe = |period: i32| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some("/config.json".into()),
-            port: IntOrString::String(HTTP_PORT_NAME.into()),
-            ..HTTPGetAction::default()
-        }),
-        period_seconds: Some(period),
-        timeout_seconds: Some(3),
-        ..Probe::default()
-    };
+    let probe = |period: i32| http_probe("/config.json", HTTP_PORT_NAME, period, 3);
     let container = Container {
-        name: COMPONENT.into(),
-        image: Some(image(
-            &spec.images,
-            spec.images.element_web.as_ref(),
-            ELEMENT_WEB_REPOSITORY,
-            Some(version),
-        )),
-        image_pull_policy: pull_policy(&spec.images),
         env: Some(vec![EnvVar {
             name: "ELEMENT_WEB_PORT".into(),
             value: Some(HTTP_PORT.to_string()),
@@ -227,7 +209,13 @@ pub fn deployment(inputs: &ElementInputs<'_>) -> Deployment {
             ),
             mount("well-known", WELL_KNOWN_DIR, None),
         ]),
-        ..Container::default()
+        ..component_container(
+            COMPONENT,
+            &spec.images,
+            spec.images.element_web.as_ref(),
+            ELEMENT_WEB_REPOSITORY,
+            version,
+        )
     };
     let mut well_known_items = vec![key_to_path(CLIENT_FILE)];
     if config

@@ -13,7 +13,7 @@ use kube::api::ObjectMeta;
 use rand::RngExt as _;
 use rand::distr::Alphanumeric;
 
-use super::names::StageNames;
+use crate::names::StageNames;
 
 /// Key of the signing key file in the keys Secret.
 pub const SIGNING_KEY: &str = "signing.key";

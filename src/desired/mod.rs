@@ -9,7 +9,6 @@ pub mod element;
 pub mod homeserver;
 pub mod keys;
 pub mod merge;
-pub mod names;
 pub mod network;
 pub mod placement;
 pub mod pod;
@@ -30,44 +29,25 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::api::{MessengerInstance, Release, Stage};
-use crate::plan::rollout::machine::Decision;
+use crate::validate::ValidatedStage;
 
-use self::homeserver::HomeserverError;
 use self::keys::StageSecrets;
-use self::names::{DESIRED_HASH_ANNOTATION, StageNames};
-use self::network::NetworkError;
+use crate::names::{DESIRED_HASH_ANNOTATION, StageNames};
 
 /// Why the desired objects of a stage cannot be built.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum BuildError {
-    #[error("stage {stage}: {source}")]
-    Homeserver {
-        stage: String,
-        #[source]
-        source: HomeserverError,
-    },
     #[error(
         "metadata.namespace is not set; render needs the instance's namespace (set it in the file or pass --namespace)"
     )]
     MissingNamespace,
-    #[error("stage {stage}: {source}")]
-    Network {
-        stage: String,
-        #[source]
-        source: NetworkError,
-    },
-    #[error("stage {stage}: {source}")]
-    Backup {
-        stage: String,
-        #[source]
-        source: backup::BackupError,
-    },
 }
 
 /// What the builder needs to know about one stage beyond the spec.
 #[derive(Clone, Debug)]
 pub struct StageInputs<'a> {
-    pub stage: &'a Stage,
+    /// The stage, validated.
+    pub settings: &'a ValidatedStage<'a>,
     /// The stage's secret values, from its keys Secret.
     pub secrets: &'a StageSecrets,
     /// The release the stage runs now (the rollout decides when it moves).
@@ -278,26 +258,19 @@ pub fn build_stage(
         .ok_or(BuildError::MissingNamespace)?;
     let instance_name = instance.metadata.name.as_deref().unwrap_or_default();
     let spec = &instance.spec;
-    let names = StageNames::new(instance_name, &inputs.stage.name);
+    let stage = inputs.settings.stage;
+    let names = StageNames::new(instance_name, &stage.name);
     let connection = database::connection(spec, &names);
-    let files = homeserver::homeserver_files(spec, inputs.stage, &connection, inputs.secrets)
-        .map_err(|source| BuildError::Homeserver {
-            stage: inputs.stage.name.clone(),
-            source,
-        })?;
-    let federation = federation_enabled(instance, inputs.stage);
+    let files = homeserver::homeserver_files(inputs.settings, &connection, inputs.secrets);
+    let federation = federation_enabled(instance, stage);
     let hash = synapse::config_hash(&files);
-    let stage = inputs.stage;
-    let network_error = |source| BuildError::Network {
-        stage: stage.name.clone(),
-        source,
-    };
     let network = network::NetworkInputs {
         names: &names,
         namespace,
         spec,
         stage,
         federation,
+        ranges: &inputs.settings.source_ranges,
     };
     let element_config = spec
         .clients
@@ -355,15 +328,14 @@ pub fn build_stage(
             .then(|| element::service(&names, namespace)),
         element_config,
         element_web,
-        ingresses: network::ingresses(&network).map_err(network_error)?,
-        network_policies: network::network_policies(&network).map_err(network_error)?,
+        ingresses: network::ingresses(&network),
+        network_policies: network::network_policies(&network),
         disruption_budgets,
         database: database::resources(spec, stage, &names, namespace, inputs.secrets),
-        backups: backup::resources(backup::BackupInputs::new(spec, stage, &names, namespace))
-            .map_err(|source| BuildError::Backup {
-                stage: stage.name.clone(),
-                source,
-            })?,
+        backups: backup::resources(
+            backup::BackupInputs::new(spec, stage, &names, namespace),
+            inputs.settings.backup_schedule.as_ref(),
+        ),
         smoke_test_script: smoke::script_config_map(&names, namespace),
     })
 }
@@ -404,19 +376,20 @@ pub fn hold_synapse(resources: &mut StageResources) {
     }
 }
 
-/// The Jobs a rollout decision starts: the pre-upgrade backup and the smoke
-/// test of the target release.
+/// The Jobs a rollout starts: the pre-upgrade backup of `start_backup` and
+/// the smoke test of `start_smoke_test` (the releases the rollout decided).
 pub fn rollout_jobs(
     instance: &MessengerInstance,
     stage: &Stage,
     names: &StageNames,
     namespace: &str,
-    decision: &Decision,
+    start_backup: Option<&Release>,
+    start_smoke_test: Option<&Release>,
 ) -> Vec<Job> {
     let spec = &instance.spec;
     let mut jobs = Vec::new();
     if let (Some(release), Some(inputs)) = (
-        &decision.start_backup,
+        start_backup,
         backup::BackupInputs::new(spec, stage, names, namespace),
     ) {
         jobs.push(backup::pre_upgrade_backup_job(
@@ -424,7 +397,7 @@ pub fn rollout_jobs(
             release.synapse.as_str(),
         ));
     }
-    if let Some(release) = &decision.start_smoke_test {
+    if let Some(release) = start_smoke_test {
         // The smoke test's private room comes out encrypted under `all` and
         // `invite`; it checks that when the configuration promises it.
         let encrypted = matches!(

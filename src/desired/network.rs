@@ -14,7 +14,6 @@
 //! port; that split exists only at the Ingress.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, IPBlock, Ingress, IngressBackend, IngressRule,
@@ -24,18 +23,18 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use thiserror::Error;
 
 use crate::api::{DatabaseEngine, MessengerInstanceSpec, RegistrationMode, Stage};
+use crate::validate::network::SourceRanges;
 
-use super::backup::{COMPONENT as BACKUP_COMPONENT, RESTORE_COMPONENT};
 use super::database::{COMPONENT as DATABASE_COMPONENT, POSTGRES_PORT};
 use super::element::{self, HTTP_PORT};
 use super::homeserver::{CLIENT_PORT, FEDERATION_PORT, METRICS_PORT};
-use super::names::{CNPG_CLUSTER_LABEL, COMPONENT_LABEL, SMOKE_TEST_COMPONENT, StageNames};
 use super::pod::stage_meta;
 use super::synapse;
 use super::well_known::{self, WELL_KNOWN_PORT};
+use crate::names::{BACKUP_COMPONENT, RESTORE_COMPONENT};
+use crate::names::{CNPG_CLUSTER_LABEL, COMPONENT_LABEL, SMOKE_TEST_COMPONENT, StageNames};
 
 /// ingress-nginx's allow-list annotation; ingress-nginx 1.9 renamed it
 /// `allowlist-source-range` and still reads the old name, which older
@@ -70,81 +69,6 @@ const NOT_PUBLIC_V4: [&str; 6] = [
 ];
 const NOT_PUBLIC_V6: [&str; 3] = ["::1/128", "fc00::/7", "fe80::/10"];
 
-/// A network setting the operator cannot turn into objects.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum NetworkError {
-    #[error(
-        "{field}: {value:?} is not a network in CIDR notation; write an address and a prefix length, for example 10.0.0.0/8 or 2001:db8::/32"
-    )]
-    NotCidr { field: String, value: String },
-    #[error(
-        "{field}: {value:?} has bits set after its prefix length; write the network address {canonical}"
-    )]
-    HostBitsSet {
-        field: String,
-        value: String,
-        canonical: String,
-    },
-}
-
-/// The CIDR ranges of a field, canonical; a bare address is a single-host
-/// range.
-pub fn parse_ranges(field: &str, ranges: &[String]) -> Result<Vec<String>, NetworkError> {
-    ranges
-        .iter()
-        .enumerate()
-        .map(|(index, range)| parse_range(&format!("{field}[{index}]"), range))
-        .collect()
-}
-
-fn parse_range(field: &str, range: &str) -> Result<String, NetworkError> {
-    let not_cidr = || NetworkError::NotCidr {
-        field: field.to_owned(),
-        value: range.to_owned(),
-    };
-    let (address, prefix) = match range.trim().split_once('/') {
-        Some((address, prefix)) => (address, Some(prefix)),
-        None => (range.trim(), None),
-    };
-    let address: IpAddr = address.parse().map_err(|_| not_cidr())?;
-    let bits: u32 = if address.is_ipv4() { 32 } else { 128 };
-    let prefix: u32 = match prefix {
-        Some(prefix) => prefix
-            .parse()
-            .ok()
-            .filter(|p| *p <= bits)
-            .ok_or_else(not_cidr)?,
-        None => bits,
-    };
-    let network = match address {
-        IpAddr::V4(v4) => {
-            let mask = if prefix == 0 {
-                0
-            } else {
-                u32::MAX << (32 - prefix)
-            };
-            IpAddr::from((u32::from(v4) & mask).to_be_bytes())
-        }
-        IpAddr::V6(v6) => {
-            let mask = if prefix == 0 {
-                0
-            } else {
-                u128::MAX << (128 - prefix)
-            };
-            IpAddr::from((u128::from(v6) & mask).to_be_bytes())
-        }
-    };
-    let canonical = format!("{network}/{prefix}");
-    if network != address {
-        return Err(NetworkError::HostBitsSet {
-            field: field.to_owned(),
-            value: range.to_owned(),
-            canonical,
-        });
-    }
-    Ok(canonical)
-}
-
 /// Everything the network objects of a stage depend on.
 pub struct NetworkInputs<'a> {
     pub names: &'a StageNames,
@@ -152,6 +76,8 @@ pub struct NetworkInputs<'a> {
     pub spec: &'a MessengerInstanceSpec,
     pub stage: &'a Stage,
     pub federation: bool,
+    /// `spec.access`'s source ranges, validated and canonical.
+    pub ranges: &'a SourceRanges,
 }
 
 impl NetworkInputs<'_> {
@@ -163,25 +89,19 @@ impl NetworkInputs<'_> {
 /// The stage's Ingresses: the main one, and one for `/_synapse/admin` when
 /// `adminSourceRanges` lets anyone reach it. None without
 /// `access.ingress`.
-pub fn ingresses(inputs: &NetworkInputs<'_>) -> Result<Vec<Ingress>, NetworkError> {
+pub fn ingresses(inputs: &NetworkInputs<'_>) -> Vec<Ingress> {
     let NetworkInputs {
         names,
         namespace,
         spec,
         stage,
         federation,
+        ranges,
     } = inputs;
     let Some(settings) = &spec.access.ingress else {
-        return Ok(Vec::new());
+        return Vec::new();
     };
-    let allowed = parse_ranges(
-        "spec.access.allowedSourceRanges",
-        &spec.access.allowed_source_ranges,
-    )?;
-    let admin = parse_ranges(
-        "spec.access.adminSourceRanges",
-        &spec.access.admin_source_ranges,
-    )?;
+    let (allowed, admin) = (&ranges.allowed, &ranges.admin);
     let host = stage.server_name.as_str();
     let synapse_client = backend(names.synapse(), "client");
     let mut paths = vec![
@@ -245,7 +165,7 @@ pub fn ingresses(inputs: &NetworkInputs<'_>) -> Result<Vec<Ingress>, NetworkErro
     if let Some(issuer) = &settings.cert_manager_cluster_issuer {
         main.insert(CLUSTER_ISSUER_ANNOTATION.into(), issuer.clone());
     }
-    allow_list(&mut main, &allowed);
+    allow_list(&mut main, allowed);
     let mut objects = vec![ingress(names.ingress(), paths, main)];
     if !admin.is_empty() {
         // A second Ingress for the same host: ingress-nginx routes the
@@ -253,14 +173,14 @@ pub fn ingresses(inputs: &NetworkInputs<'_>) -> Result<Vec<Ingress>, NetworkErro
         // list. It names no issuer, so cert-manager makes one certificate.
         let mut annotations = settings.annotations.clone();
         annotations.remove(CLUSTER_ISSUER_ANNOTATION);
-        allow_list(&mut annotations, &admin);
+        allow_list(&mut annotations, admin);
         objects.push(ingress(
             names.admin_ingress(),
             vec![path("/_synapse/admin", synapse_client)],
             annotations,
         ));
     }
-    Ok(objects)
+    objects
 }
 
 fn allow_list(annotations: &mut BTreeMap<String, String>, ranges: &[String]) {
@@ -295,18 +215,16 @@ fn path(prefix: &str, backend: IngressBackend) -> HTTPIngressPath {
 
 /// The stage's NetworkPolicies: deny everything, then allow exactly what
 /// each component needs.
-pub fn network_policies(inputs: &NetworkInputs<'_>) -> Result<Vec<NetworkPolicy>, NetworkError> {
+pub fn network_policies(inputs: &NetworkInputs<'_>) -> Vec<NetworkPolicy> {
     let NetworkInputs {
         names,
         namespace,
         spec,
         stage: _,
         federation,
+        ranges,
     } = inputs;
-    let allowed = parse_ranges(
-        "spec.access.allowedSourceRanges",
-        &spec.access.allowed_source_ranges,
-    )?;
+    let allowed = &ranges.allowed;
     let policy = |purpose: &str, pods: LabelSelector| NetworkPolicy {
         metadata: stage_meta(names, namespace, names.network_policy(purpose), COMPONENT),
         spec: Some(NetworkPolicySpec {
@@ -359,7 +277,7 @@ pub fn network_policies(inputs: &NetworkInputs<'_>) -> Result<Vec<NetworkPolicy>
     // Synapse: the ingress path in, metrics to the monitoring stack, the
     // smoke test; out to its database, and to the world only as far as
     // federation and single sign-on need.
-    let sources = ingress_sources(spec, &allowed);
+    let sources = ingress_sources(spec, allowed);
     let mut public_ports = vec![port("TCP", CLIENT_PORT)];
     if *federation {
         public_ports.push(port("TCP", FEDERATION_PORT));
@@ -515,7 +433,7 @@ pub fn network_policies(inputs: &NetworkInputs<'_>) -> Result<Vec<NetworkPolicy>
         set_rules(&mut backup, None, Some(out));
         policies.push(backup);
     }
-    Ok(policies)
+    policies
 }
 
 /// Who may reach the stage's public ports: anyone when no range is set and
@@ -697,18 +615,19 @@ mod tests {
     fn build<T>(
         spec: &MessengerInstanceSpec,
         federation: bool,
-        f: impl Fn(&NetworkInputs<'_>) -> Result<T, NetworkError>,
+        f: impl Fn(&NetworkInputs<'_>) -> T,
     ) -> T {
         let names = StageNames::new("umessenger", "production");
         let stage = stage();
+        let ranges = crate::validate::network::source_ranges(spec).expect("valid ranges");
         f(&NetworkInputs {
             names: &names,
             namespace: "messenger",
             spec,
             stage: &stage,
             federation,
+            ranges: &ranges,
         })
-        .expect("builds")
     }
 
     fn routes(ingress: &Ingress) -> Vec<(String, String, String)> {
@@ -736,32 +655,6 @@ mod tests {
             .as_ref()?
             .get(key)
             .map(String::as_str)
-    }
-
-    #[test]
-    fn ranges_are_canonical_cidrs() {
-        let ok = parse_ranges(
-            "f",
-            &[
-                "10.0.0.0/8".into(),
-                "192.168.1.7".into(),
-                "2001:db8::/32".into(),
-            ],
-        );
-        assert_eq!(
-            ok.unwrap(),
-            ["10.0.0.0/8", "192.168.1.7/32", "2001:db8::/32"]
-        );
-        assert!(matches!(
-            parse_ranges("spec.access.allowedSourceRanges", &["10.1.2.3/8".into()]),
-            Err(NetworkError::HostBitsSet { canonical, field, .. }) if canonical == "10.0.0.0/8" && field == "spec.access.allowedSourceRanges[0]"
-        ));
-        for bad in ["ten/8", "10.0.0.0/33", "10.0.0.0/", ""] {
-            assert!(
-                matches!(parse_range("f", bad), Err(NetworkError::NotCidr { .. })),
-                "{bad}"
-            );
-        }
     }
 
     #[test]

@@ -13,8 +13,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::{DatabaseEngine, Location, MessengerInstanceSpec, Stage};
 
-use super::names::StageNames;
 use super::pod::stage_meta;
+use crate::names::StageNames;
 
 /// The node label whose values are zones when a location names none.
 pub const DEFAULT_ZONE_KEY: &str = "topology.kubernetes.io/zone";

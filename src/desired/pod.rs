@@ -5,16 +5,55 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, LocalObjectReference, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SeccompProfile, SecurityContext,
+    Capabilities, Container, HTTPGetAction, LocalObjectReference, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
 
 use crate::api::{Images, PullPolicy};
 
-use super::names::StageNames;
+use crate::names::StageNames;
+
+/// A probe that GETs `path` on the container's named `port` every `period`
+/// seconds and gives up on an answer after `timeout` seconds.
+pub fn http_probe(path: &str, port: &str, period: i32, timeout: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String(port.into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(timeout),
+        ..Probe::default()
+    }
+}
+
+/// A component's container: its name, its image (the repository from
+/// `spec.images` or the default, tagged with `version`) and pull policy;
+/// the caller adds the rest.
+pub fn component_container(
+    name: &str,
+    images: &Images,
+    repository_override: Option<&String>,
+    default_repository: &str,
+    version: &str,
+) -> Container {
+    Container {
+        name: name.into(),
+        image: Some(image(
+            images,
+            repository_override,
+            default_repository,
+            Some(version),
+        )),
+        image_pull_policy: pull_policy(images),
+        ..Container::default()
+    }
+}
 
 /// Metadata of one of a stage's objects.
 pub fn stage_meta(

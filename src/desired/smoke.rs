@@ -13,15 +13,15 @@ use kube::api::ObjectMeta;
 
 use crate::api::{MessengerInstanceSpec, Release};
 
-use super::backup::release_suffix;
 use super::homeserver::CLIENT_PORT;
 use super::keys::REGISTRATION_SHARED_SECRET;
-use super::names::{SMOKE_TEST_COMPONENT, StageNames};
 use super::pod::{
     SYNAPSE_REPOSITORY, container_resources, image, pull_policy, restricted_container,
     restricted_pod_spec, stage_meta,
 };
 use super::synapse::SYNAPSE_UID;
+use crate::names::release_suffix;
+use crate::names::{SMOKE_TEST_COMPONENT, StageNames};
 
 /// The script, as in the repository.
 pub const SMOKE_TEST_SCRIPT: &str = include_str!("../../scripts/smoke-test.py");

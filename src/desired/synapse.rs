@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    HTTPGetAction, KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, PodSpec, Probe, Secret, SecretVolumeSource, Service,
-    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, KeyToPath,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec,
+    Probe, Secret, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -23,13 +23,13 @@ use super::homeserver::{
     LOG_CONFIG_FILE, MEDIA_DIR, METRICS_PORT, SECRET_CONFIG_DIR, SECRETS_FILE, TMP_DIR,
 };
 use super::keys::SIGNING_KEY;
-use super::names::{CONFIG_HASH_ANNOTATION, StageNames};
 use super::placement::PodPlacement;
 use super::pod::SYNAPSE_REPOSITORY;
 use super::pod::{
-    annotation, container_resources, image, pull_policy, restricted_container, restricted_pod_spec,
-    stage_meta, stage_stateful_set,
+    annotation, component_container, container_resources, http_probe, restricted_container,
+    restricted_pod_spec, stage_meta, stage_stateful_set,
 };
+use crate::names::{CONFIG_HASH_ANNOTATION, StageNames};
 
 /// The component label of Synapse's objects.
 pub const COMPONENT: &str = "synapse";
@@ -140,25 +140,10 @@ pub fn stateful_set(inputs: &SynapseInputs<'_>) -> StatefulSet {
         ports.push(port("federation", FEDERATION_PORT));
     }
     let health = |period: i32, failures: i32| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some("/health".into()),
-            port: IntOrString::String("client".into()),
-            ..HTTPGetAction::default()
-        }),
-        period_seconds: Some(period),
         failure_threshold: Some(failures),
-        timeout_seconds: Some(5),
-        ..Probe::default()
+        ..http_probe("/health", "client", period, 5)
     };
     let container = Container {
-        name: COMPONENT.into(),
-        image: Some(image(
-            &spec.images,
-            spec.images.synapse.as_ref(),
-            SYNAPSE_REPOSITORY,
-            Some(version),
-        )),
-        image_pull_policy: pull_policy(&spec.images),
         command: Some(vec![
             "python".into(),
             "-m".into(),
@@ -183,7 +168,13 @@ pub fn stateful_set(inputs: &SynapseInputs<'_>) -> StatefulSet {
             mount("media", MEDIA_DIR),
             mount("tmp", TMP_DIR),
         ]),
-        ..Container::default()
+        ..component_container(
+            COMPONENT,
+            &spec.images,
+            spec.images.synapse.as_ref(),
+            SYNAPSE_REPOSITORY,
+            version,
+        )
     };
     stage_stateful_set(
         names,

@@ -96,7 +96,7 @@ mod tests {
     use crate::desired::database;
     use crate::desired::homeserver;
     use crate::desired::keys::StageSecrets;
-    use crate::desired::names::StageNames;
+    use crate::names::StageNames;
 
     fn stage() -> Stage {
         Stage {
@@ -173,13 +173,12 @@ mod tests {
             ..MessengerInstanceSpec::default()
         };
         let names = StageNames::new("umessenger", "production");
+        let validated = crate::validate::validate(&spec).expect("the spec is valid");
         let files = homeserver::homeserver_files(
-            &spec,
-            &spec.stages[0],
+            &validated.stages[0],
             &database::connection(&spec, &names),
             &StageSecrets::placeholders(),
-        )
-        .expect("the configuration renders");
+        );
         let config: Value =
             serde_saphyr::from_str(&files.homeserver_yaml).expect("homeserver.yaml parses");
         assert_eq!(

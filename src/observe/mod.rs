@@ -3,6 +3,7 @@
 //! so planning is pure, and `render` plans from an empty observation.
 
 pub mod jobs;
+pub mod readiness;
 pub mod stores;
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use kube::{Resource, ResourceExt};
 use self::stores::ChildStores;
 use crate::desired::Child;
 use crate::desired::database::cloudnative_pg_cluster_resource;
-use crate::desired::names::{STAGE_LABEL, StageNames};
+use crate::names::{STAGE_LABEL, StageNames};
 
 /// What exists of one stage, as the caches hold it.
 #[derive(Clone, Debug, Default)]

@@ -12,9 +12,9 @@ use kube::Resource;
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::desired::backup;
 use crate::desired::database::cloudnative_pg_cluster_resource;
-use crate::desired::names::{COMPONENT_LABEL, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER};
+use crate::names::{BACKUP_COMPONENT, RESTORE_COMPONENT};
+use crate::names::{COMPONENT_LABEL, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER};
 
 /// Every kind of child, watched and pruned. A kind the builders produce but
 /// that is missing here is never pruned and never triggers a reconcile; the
@@ -51,8 +51,8 @@ pub fn watch_selector(resource: &ApiResource) -> String {
         format!(
             "{},{COMPONENT_LABEL} in ({}, {})",
             managed_selector(),
-            backup::COMPONENT,
-            backup::RESTORE_COMPONENT
+            BACKUP_COMPONENT,
+            RESTORE_COMPONENT
         )
     } else {
         managed_selector()

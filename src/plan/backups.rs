@@ -7,9 +7,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::api::{BackupResult, BackupStatus};
-use crate::desired::backup::{BackupError, COMPONENT, fires_after, parse_schedule};
-use crate::desired::names::StageNames;
+use crate::names::BACKUP_COMPONENT as COMPONENT;
+use crate::names::StageNames;
 use crate::observe::jobs::{JobOutcome, ScriptVerdict, job_outcome};
+use crate::validate::schedule::{BackupSchedule, ScheduleError};
 
 /// Whether a Job is one of this stage's Jobs of a component.
 pub fn is_stage_job(job: &Job, names: &StageNames, component: &str) -> bool {
@@ -110,21 +111,18 @@ impl BackupHealth {
 /// (the CronJob's creation), for a stage that never had a success.
 pub fn backup_health(
     stage: &str,
-    schedule: &str,
+    schedule: &BackupSchedule,
     status: Option<&BackupStatus>,
     since: Timestamp,
     now: Timestamp,
-) -> Result<BackupHealth, BackupError> {
-    let cron = parse_schedule(schedule.trim())?;
-    let never = || BackupError::NeverFires {
-        schedule: schedule.to_owned(),
-    };
+) -> Result<BackupHealth, ScheduleError> {
+    let never = || schedule.never_fires();
     let last_success = status
         .and_then(|s| s.last_success_time.as_ref())
         .map(|t| t.0);
     let reference = last_success.unwrap_or(since);
-    let first = fires_after(&cron, reference).ok_or_else(never)?;
-    let second = fires_after(&cron, first).ok_or_else(never)?;
+    let first = schedule.fires_after(reference).ok_or_else(never)?;
+    let second = schedule.fires_after(first).ok_or_else(never)?;
     let grace = SignedDuration::from_secs(((second.as_second() - first.as_second()) / 2).min(3600));
     let deadline = second.checked_add(grace).unwrap_or(second);
     let last_failure = status
@@ -148,7 +146,8 @@ pub fn backup_health(
             (None, _) => format!("no backup has succeeded since backups began at {since}"),
         };
         let mut message = format!(
-            "stage {stage}: {since_text}, more than two runs of schedule \"{schedule}\" ago"
+            "stage {stage}: {since_text}, more than two runs of schedule \"{}\" ago",
+            schedule.text
         );
         if let Some(failure) = last_failure {
             message.push_str("; ");

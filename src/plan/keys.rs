@@ -3,7 +3,7 @@
 //! observation; minting a new identity is decided here and written by
 //! `apply`.
 
-use crate::desired::database::{check_engine, running_engine};
+use super::engine::{check_engine, running_engine};
 use crate::desired::keys::StageSecrets;
 use crate::status::{Stall, StallReason};
 
@@ -103,7 +103,7 @@ fn keys(view: &StageView<'_>, mint: impl FnOnce() -> StageSecrets) -> Result<Key
 /// The keys of a Secret someone else created between the cache read and
 /// the create.
 pub fn from_live_secret(
-    names: &crate::desired::names::StageNames,
+    names: &crate::names::StageNames,
     secret: &k8s_openapi::api::core::v1::Secret,
 ) -> Result<StageSecrets, Stall> {
     StageSecrets::from_secret(secret).map_err(|missing| {

@@ -4,9 +4,14 @@
 //! finalizers the instance carries. `pipeline` runs them for every stage.
 
 pub mod backups;
+pub mod engine;
 pub mod keys;
 pub mod restore;
 pub mod rollout;
+
+#[cfg(test)]
+#[path = "backups_tests.rs"]
+mod backups_tests;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,7 +21,7 @@ use kube::api::{ApiResource, DynamicObject};
 
 use crate::api::{DeletionPolicy, MessengerInstance, Stage, StageStatus};
 use crate::desired::Child;
-use crate::desired::names::{STAGE_LABEL, StageNames};
+use crate::names::{STAGE_LABEL, StageNames};
 use crate::observe::{InstanceObservation, StageObservation};
 use crate::validate::{ValidatedSpec, ValidatedStage};
 

@@ -6,7 +6,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::api::{RestorePhase, RestoreStatus, Stage, StagePhase, StageStatus};
-use crate::desired::backup::{BackupInputs, RESTORE_COMPONENT, restore_job};
+use crate::names::{RESTORE_COMPONENT, StageNames, restore_suffix};
 use crate::observe::jobs::{ScriptVerdict, job_outcome};
 
 use super::backups::is_stage_job;
@@ -16,10 +16,18 @@ use super::backups::is_stage_job;
 pub enum RestoreAction {
     /// No restore is declared, or it is finished: nothing to do.
     None,
-    /// Run (or keep running) this Job; Synapse stays stopped meanwhile.
-    Run(Box<Job>),
+    /// Run (or keep running) the restore Job of this request; Synapse stays
+    /// stopped meanwhile.
+    Run(RestoreRun),
     /// Keep Synapse stopped and wait for a person: the restore failed.
     Hold,
+}
+
+/// The restore Job to run: `desired::backup::restore_job` builds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreRun {
+    /// The requested snapshot (`latest` or an id).
+    pub snapshot: String,
 }
 
 /// The gate before a restore: only a stage that has never been ready is
@@ -45,16 +53,17 @@ pub fn restore_refusal(stage: &Stage, previous: Option<&StageStatus>) -> Option<
 
 /// The restore status and the action for a stage, from its declared
 /// restore, its previous status, and the restore Job (if any) with its pods.
-/// `None` status when no restore was ever declared.
+/// `names` is `None` when the instance takes no backups (there is nothing to
+/// restore from). `None` status when no restore was ever declared.
 pub fn plan_restore(
-    inputs: Option<&BackupInputs<'_>>,
+    names: Option<&StageNames>,
     stage: &Stage,
     previous: Option<&StageStatus>,
     jobs: &[Job],
     pods: &[Pod],
 ) -> (Option<RestoreStatus>, RestoreAction) {
     let before = previous.and_then(|p| p.restore.clone());
-    let (Some(request), Some(inputs)) = (stage.restore.as_ref(), inputs) else {
+    let (Some(request), Some(names)) = (stage.restore.as_ref(), names) else {
         // Removing the field ends a restore; the record stays.
         return (before, RestoreAction::None);
     };
@@ -73,11 +82,15 @@ pub fn plan_restore(
         };
         return (Some(status), RestoreAction::None);
     }
-    let job = restore_job(inputs, snapshot);
-    let job_name = job.metadata.name.clone().unwrap_or_default();
+    let job_name = names.restore_job(&restore_suffix(snapshot));
+    let run = || {
+        RestoreAction::Run(RestoreRun {
+            snapshot: snapshot.to_owned(),
+        })
+    };
     let live = jobs.iter().find(|j| {
         j.metadata.name.as_deref() == Some(job_name.as_str())
-            && is_stage_job(j, inputs.names, RESTORE_COMPONENT)
+            && is_stage_job(j, names, RESTORE_COMPONENT)
     });
     let Some(live) = live else {
         let status = RestoreStatus {
@@ -89,7 +102,7 @@ pub fn plan_restore(
             ),
             ..RestoreStatus::default()
         };
-        return (Some(status), RestoreAction::Run(Box::new(job)));
+        return (Some(status), run());
     };
     let Some(outcome) = job_outcome(live, pods) else {
         let status = RestoreStatus {
@@ -99,7 +112,7 @@ pub fn plan_restore(
             message: Some("restoring the database, media and keys; Synapse stays stopped".into()),
             ..RestoreStatus::default()
         };
-        return (Some(status), RestoreAction::Run(Box::new(job)));
+        return (Some(status), run());
     };
     let result = outcome.result.clone().unwrap_or_default();
     let (phase, message, action) = if outcome.succeeded && result.result != ScriptVerdict::Failure {

@@ -4,20 +4,29 @@ use super::*;
 use crate::api::MessengerInstanceSpec;
 use crate::desired::database::DatabaseConnection;
 
-/// A spec with one stage `beta` from the YAML of `spec.homeserver` and the
-/// stage's `homeserver` (either may be empty).
-fn spec(homeserver: &str, stage_homeserver: &str) -> MessengerInstanceSpec {
-    let stage_homeserver = if stage_homeserver.is_empty() {
-        String::new()
-    } else {
-        format!(", homeserver: {stage_homeserver}")
-    };
-    let yaml = format!(
-        "release: {{synapse: v1.163.2, elementWeb: v1.12.3}}\n\
-         homeserver: {homeserver}\n\
-         stages:\n- {{name: beta, serverName: beta.example.org{stage_homeserver}}}\n"
-    );
-    serde_saphyr::from_str(&yaml).expect("test spec parses")
+use crate::api::fixtures::spec_with_homeserver as spec;
+
+/// The files of a stage as the pipeline makes them: validated, then built.
+/// Settings `validate` refuses are never built.
+fn homeserver_files(
+    spec: &MessengerInstanceSpec,
+    stage: &Stage,
+    database: &DatabaseConnection,
+    secrets: &StageSecrets,
+) -> Result<HomeserverFiles, String> {
+    let validated = crate::validate::validate(spec).map_err(|problems| {
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    let stage = validated
+        .stages
+        .iter()
+        .find(|s| s.stage.name == stage.name)
+        .expect("the stage is in the spec");
+    Ok(super::homeserver_files(stage, database, secrets))
 }
 
 fn config(spec: &MessengerInstanceSpec) -> Value {

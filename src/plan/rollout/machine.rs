@@ -12,11 +12,10 @@
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::api::values::parse_duration_millis;
 use crate::api::{
-    Promotion, Release, ReleaseStatus, RolloutRecord, RolloutStatus, RolloutStep, StagePhase,
-    StageStatus,
+    Release, ReleaseStatus, RolloutRecord, RolloutStatus, RolloutStep, StagePhase, StageStatus,
 };
+use crate::validate::windows::ValidatedPromotion;
 
 use super::schema;
 use super::windows::{WindowState, human, window_state};
@@ -51,7 +50,8 @@ pub struct Facts<'a> {
     pub desired: Release,
     /// This stage's recorded status.
     pub previous: Option<&'a StageStatus>,
-    pub promotion: Option<&'a Promotion>,
+    /// The stage's promotion, validated.
+    pub promotion: Option<&'a ValidatedPromotion>,
     pub source: Option<Source<'a>>,
     pub paused: bool,
     /// Whether a pre-upgrade backup is taken (the instance has backups).
@@ -294,22 +294,13 @@ fn gates(
         return hold(facts, status, running, StagePhase::Blocked, refused);
     }
     if let (Some(promotion), Some(source)) = (facts.promotion, facts.source.as_ref())
-        && let Some(waiting) = soak_gate(promotion, source, &target, facts.now)
+        && let Some(waiting) = soak_gate(promotion.soak, source, &target, facts.now)
     {
         return hold(facts, status, running, StagePhase::Waiting, waiting);
     }
     if let Some(promotion) = facts.promotion {
         match window_state(&promotion.windows, facts.now) {
-            Err(error) => {
-                return hold(
-                    facts,
-                    status,
-                    running,
-                    StagePhase::Blocked,
-                    error.to_string(),
-                );
-            }
-            Ok(WindowState::Closed { opens, described }) => {
+            WindowState::Closed { opens, described } => {
                 let wait = human(facts.now.duration_until(opens));
                 let message = format!(
                     "{} is ready to roll out; next window {described} (in {wait})",
@@ -317,7 +308,7 @@ fn gates(
                 );
                 return hold(facts, status, running, StagePhase::Waiting, message);
             }
-            Ok(WindowState::Open { .. }) => {}
+            WindowState::Open { .. } => {}
         }
     }
     let started = Some(time(facts.now));
@@ -352,18 +343,11 @@ fn gates(
 
 /// Waits until the promotion source has run `target` Ready for the soak time.
 pub fn soak_gate(
-    promotion: &Promotion,
+    soak: SignedDuration,
     source: &Source<'_>,
     target: &Release,
     now: Timestamp,
 ) -> Option<String> {
-    let soak = promotion
-        .soak
-        .as_ref()
-        .and_then(|soak| parse_duration_millis(soak.as_str()))
-        .map_or(SignedDuration::ZERO, |ms| {
-            SignedDuration::from_millis(ms as i64)
-        });
     let Some(status) = source.status else {
         return Some(format!(
             "{} has no status yet; it must run {} first",
@@ -598,7 +582,7 @@ fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Duration, Version, Weekday, Window};
+    use crate::api::{Duration, Promotion, Version, Weekday, Window};
 
     const OLD: &str = "v1.160.0";
     const NEW: &str = "v1.163.2";
@@ -651,8 +635,13 @@ mod tests {
         }
     }
 
-    fn tuesday_window() -> Promotion {
-        Promotion {
+    /// A promotion as `validate` parses it.
+    fn validated(promotion: Promotion) -> ValidatedPromotion {
+        crate::validate::windows::promotion(&promotion).expect("a valid promotion")
+    }
+
+    fn tuesday_window() -> ValidatedPromotion {
+        validated(Promotion {
             from: "beta".into(),
             soak: Some(Duration("7d".into())),
             windows: vec![Window {
@@ -662,7 +651,7 @@ mod tests {
                 duration: Duration("3h".into()),
                 time_zone: "Europe/Berlin".into(),
             }],
-        }
+        })
     }
 
     #[test]
@@ -720,10 +709,10 @@ mod tests {
     fn a_source_on_another_release_holds_the_stage() {
         let production = ready(OLD, "2026-10-01T00:00:00Z");
         let beta = ready(OLD, "2026-10-01T00:00:00Z");
-        let promotion = Promotion {
+        let promotion = validated(Promotion {
             from: "beta".into(),
             ..Promotion::default()
-        };
+        });
         let mut f = facts(Some(&production), NEW, "2026-11-24T20:00:00Z");
         f.promotion = Some(&promotion);
         f.source = Some(Source {

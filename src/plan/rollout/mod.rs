@@ -10,9 +10,9 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::StageStatus;
-use crate::desired;
-use crate::desired::backup::release_suffix;
+use crate::names::release_suffix;
 use crate::observe::jobs::job_state;
+use crate::observe::readiness;
 
 use self::machine::{Decision, Facts, Source, Workload};
 use super::StageView;
@@ -32,7 +32,7 @@ pub fn decide(view: &StageView<'_>, earlier: &[StageStatus], now: Timestamp) -> 
     let facts = Facts {
         desired,
         previous: view.before,
-        promotion: stage.promotion.as_ref(),
+        promotion: view.settings.promotion.as_ref(),
         source,
         paused: view.settings.paused,
         backups: instance.spec.backups.is_some(),
@@ -40,10 +40,10 @@ pub fn decide(view: &StageView<'_>, earlier: &[StageStatus], now: Timestamp) -> 
         smoke_job: job_state(observed.job(&names.smoke_test_job(&suffix))),
         workload: Workload {
             release: observed.synapse.as_ref().and_then(synapse_release),
-            readiness: crate::status::stateful_set_readiness(observed.synapse.as_ref())
+            readiness: readiness::stateful_set_readiness(observed.synapse.as_ref())
                 .map_err(|waiting| format!("Synapse: {waiting}"))
                 .and_then(|()| {
-                    desired::database::readiness(
+                    readiness::database_readiness(
                         instance.spec.database.engine,
                         observed.database.as_ref(),
                         observed.cluster.as_ref(),

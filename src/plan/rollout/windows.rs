@@ -1,26 +1,11 @@
 //! Maintenance windows: whether one is open now, and if not, when the next
 //! opens — in the window's own IANA time zone, across daylight-saving changes.
+//! The windows come parsed from `validate::windows`.
 
-use jiff::civil::{Date, Time, Weekday as CivilWeekday};
-use jiff::tz::TimeZone;
+use jiff::civil::Weekday as CivilWeekday;
 use jiff::{SignedDuration, Timestamp, ToSpan};
-use thiserror::Error;
 
-use crate::api::values::parse_duration_millis;
-use crate::api::{Weekday, Window};
-
-/// A window that cannot be evaluated; the message names the field.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum WindowError {
-    #[error(
-        "promotion.windows[{index}].timeZone: {zone:?} is not an IANA time zone such as Europe/Berlin"
-    )]
-    TimeZone { index: usize, zone: String },
-    #[error("promotion.windows[{index}].start: {start:?} is not a time HH:MM")]
-    Start { index: usize, start: String },
-    #[error("promotion.windows[{index}].duration: {duration:?} is not a duration such as 3h")]
-    Duration { index: usize, duration: String },
-}
+use crate::validate::windows::ParsedWindow;
 
 /// Where `now` stands relative to a set of windows.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,59 +21,6 @@ pub enum WindowState {
 /// opens at least once a year.
 const HORIZON_DAYS: i64 = 400;
 
-struct Parsed {
-    zone: TimeZone,
-    zone_name: String,
-    days: Vec<CivilWeekday>,
-    months: Vec<i8>,
-    start: Time,
-    length: SignedDuration,
-}
-
-fn parse(index: usize, window: &Window) -> Result<Parsed, WindowError> {
-    let zone = TimeZone::get(&window.time_zone).map_err(|_| WindowError::TimeZone {
-        index,
-        zone: window.time_zone.clone(),
-    })?;
-    let start_error = || WindowError::Start {
-        index,
-        start: window.start.clone(),
-    };
-    let (hours, minutes) = window.start.split_once(':').ok_or_else(start_error)?;
-    let start = Time::new(
-        hours.parse().map_err(|_| start_error())?,
-        minutes.parse().map_err(|_| start_error())?,
-        0,
-        0,
-    )
-    .map_err(|_| start_error())?;
-    let millis =
-        parse_duration_millis(window.duration.as_str()).ok_or_else(|| WindowError::Duration {
-            index,
-            duration: window.duration.to_string(),
-        })?;
-    Ok(Parsed {
-        zone,
-        zone_name: window.time_zone.clone(),
-        days: window.days.iter().map(|day| civil_weekday(*day)).collect(),
-        months: window.months.iter().map(|month| *month as i8).collect(),
-        start,
-        length: SignedDuration::from_millis(millis as i64),
-    })
-}
-
-fn civil_weekday(day: Weekday) -> CivilWeekday {
-    match day {
-        Weekday::Mon => CivilWeekday::Monday,
-        Weekday::Tue => CivilWeekday::Tuesday,
-        Weekday::Wed => CivilWeekday::Wednesday,
-        Weekday::Thu => CivilWeekday::Thursday,
-        Weekday::Fri => CivilWeekday::Friday,
-        Weekday::Sat => CivilWeekday::Saturday,
-        Weekday::Sun => CivilWeekday::Sunday,
-    }
-}
-
 fn short_day(day: CivilWeekday) -> &'static str {
     match day {
         CivilWeekday::Monday => "Mon",
@@ -101,38 +33,15 @@ fn short_day(day: CivilWeekday) -> &'static str {
     }
 }
 
-impl Parsed {
-    fn opens_on(&self, date: Date) -> bool {
-        (self.days.is_empty() || self.days.contains(&date.weekday()))
-            && (self.months.is_empty() || self.months.contains(&date.month()))
-    }
-
-    /// The window opening on `date`, as instants. A start inside a
-    /// daylight-saving gap moves forward, as clocks do.
-    fn span_on(&self, date: Date) -> Option<(Timestamp, Timestamp)> {
-        let start = date
-            .to_datetime(self.start)
-            .to_zoned(self.zone.clone())
-            .ok()?
-            .timestamp();
-        Some((start, start.checked_add(self.length).ok()?))
-    }
-}
-
 /// Evaluates `windows` at `now`. No windows means always open.
-pub fn window_state(windows: &[Window], now: Timestamp) -> Result<WindowState, WindowError> {
-    let parsed = windows
-        .iter()
-        .enumerate()
-        .map(|(index, window)| parse(index, window))
-        .collect::<Result<Vec<_>, _>>()?;
+pub fn window_state(parsed: &[ParsedWindow], now: Timestamp) -> WindowState {
     if parsed.is_empty() {
-        return Ok(WindowState::Open {
+        return WindowState::Open {
             closes: Timestamp::MAX,
-        });
+        };
     }
     let mut next: Option<(Timestamp, String)> = None;
-    for window in &parsed {
+    for window in parsed {
         let today = now.to_zoned(window.zone.clone()).date();
         // A window that opened yesterday may still be open (e.g. 23:00 + 3h).
         for offset in -1..=HORIZON_DAYS {
@@ -146,7 +55,7 @@ pub fn window_state(windows: &[Window], now: Timestamp) -> Result<WindowState, W
                 continue;
             };
             if opens <= now && now < closes {
-                return Ok(WindowState::Open { closes });
+                return WindowState::Open { closes };
             }
             if opens > now {
                 if next.as_ref().is_none_or(|(best, _)| opens < *best) {
@@ -164,14 +73,14 @@ pub fn window_state(windows: &[Window], now: Timestamp) -> Result<WindowState, W
             }
         }
     }
-    Ok(match next {
+    match next {
         Some((opens, described)) => WindowState::Closed { opens, described },
         // Unreachable for valid windows within the horizon; say so plainly.
         None => WindowState::Closed {
             opens: Timestamp::MAX,
             described: "no window opens within a year".into(),
         },
-    })
+    }
 }
 
 /// A duration for people: `4d20h`, `3h`, `5m`, `45s`.
@@ -196,7 +105,14 @@ pub fn human(duration: SignedDuration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Duration;
+    use crate::api::{Duration, Weekday, Window};
+    use crate::validate::windows::{WindowError, parse_windows};
+
+    /// Evaluates raw windows as the pipeline does: `validate` parses them
+    /// (and refuses a bad one) first.
+    fn window_state(windows: &[Window], now: Timestamp) -> Result<WindowState, WindowError> {
+        Ok(super::window_state(&parse_windows(windows)?, now))
+    }
 
     fn window(days: &[Weekday], start: &str, duration: &str, zone: &str) -> Window {
         Window {

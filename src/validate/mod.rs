@@ -14,6 +14,14 @@ use crate::api::{
 use crate::settings_keys::owned::{OWNED_RETENTION_KEYS, owned_key, owned_oidc_key};
 use crate::settings_keys::synapse_keys::{KNOWN_KEYS, SYNAPSE_VERSION};
 
+use self::network::{NetworkError, SourceRanges, source_ranges};
+use self::schedule::{BackupSchedule, ScheduleError, backup_schedule};
+use self::windows::{ValidatedPromotion, WindowError};
+
+pub mod network;
+pub mod schedule;
+pub mod windows;
+
 /// A spec problem, naming the field and the fix.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum ValidationError {
@@ -81,6 +89,16 @@ pub enum ValidationError {
         "{field}: allowlist is only used with mode allowlist; set mode: allowlist or remove the list"
     )]
     AllowlistWithoutMode { field: String },
+    #[error(transparent)]
+    SourceRange(#[from] NetworkError),
+    #[error(transparent)]
+    BackupSchedule(#[from] ScheduleError),
+    #[error("stage {stage}: {source}")]
+    Window {
+        stage: String,
+        #[source]
+        source: WindowError,
+    },
 }
 
 fn did_you_mean(suggestion: &Option<&'static str>) -> String {
@@ -97,16 +115,26 @@ pub struct ValidatedSpec<'a> {
     pub spec: &'a MessengerInstanceSpec,
     /// One per stage, in spec order.
     pub stages: Vec<ValidatedStage<'a>>,
+    /// `spec.backups.schedule`, parsed; `None` without backups.
+    pub backup_schedule: Option<BackupSchedule>,
 }
 
 /// The effective settings of one stage.
 #[derive(Clone, Debug)]
 pub struct ValidatedStage<'a> {
+    /// The instance's spec the stage belongs to.
+    pub spec: &'a MessengerInstanceSpec,
     pub stage: &'a Stage,
     /// The release the spec asks for: the stage's pin, else the train.
     pub release: Release,
     /// Rollouts are paused for the instance or the stage.
     pub paused: bool,
+    /// `spec.backups.schedule`, parsed; `None` without backups.
+    pub backup_schedule: Option<BackupSchedule>,
+    /// `spec.access`'s source ranges, canonical.
+    pub source_ranges: SourceRanges,
+    /// The stage's promotion, its windows and soak parsed.
+    pub promotion: Option<ValidatedPromotion>,
 }
 
 /// Every problem of a spec, or the spec validated.
@@ -115,27 +143,50 @@ pub fn validate(spec: &MessengerInstanceSpec) -> Result<ValidatedSpec<'_>, Vec<V
     for stage in &spec.stages {
         problems.extend(stage_problems(spec, stage));
     }
+    let ranges = source_ranges(spec).unwrap_or_else(|error| {
+        problems.push(error.into());
+        SourceRanges::default()
+    });
+    let backup_schedule = match backup_schedule(spec).transpose() {
+        Ok(schedule) => schedule,
+        Err(error) => {
+            problems.push(error.into());
+            None
+        }
+    };
+    let mut promotions = Vec::with_capacity(spec.stages.len());
+    for stage in &spec.stages {
+        let promotion = stage.promotion.as_ref().map(windows::promotion).transpose();
+        promotions.push(promotion.unwrap_or_else(|source| {
+            problems.push(ValidationError::Window {
+                stage: stage.name.clone(),
+                source,
+            });
+            None
+        }));
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
     let stages = spec
         .stages
         .iter()
-        .map(|stage| ValidatedStage {
+        .zip(promotions)
+        .map(|(stage, promotion)| ValidatedStage {
+            spec,
             stage,
             release: effective_release(spec, stage),
             paused: spec.paused || stage.paused,
+            backup_schedule: backup_schedule.clone(),
+            source_ranges: ranges.clone(),
+            promotion,
         })
         .collect();
-    Ok(ValidatedSpec { spec, stages })
-}
-
-/// The problems that affect one stage's homeserver configuration: the
-/// instance-level ones and the stage's own.
-pub fn homeserver_problems(spec: &MessengerInstanceSpec, stage: &Stage) -> Vec<ValidationError> {
-    let mut problems = instance_problems(&spec.homeserver);
-    problems.extend(stage_problems(spec, stage));
-    problems
+    Ok(ValidatedSpec {
+        spec,
+        stages,
+        backup_schedule,
+    })
 }
 
 fn instance_problems(homeserver: &Homeserver) -> Vec<ValidationError> {
@@ -501,19 +552,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
 
-    fn spec(homeserver: &str, stage_homeserver: &str) -> MessengerInstanceSpec {
-        let stage_homeserver = if stage_homeserver.is_empty() {
-            String::new()
-        } else {
-            format!(", homeserver: {stage_homeserver}")
-        };
-        let yaml = format!(
-            "release: {{synapse: v1.163.2, elementWeb: v1.12.3}}\n\
-             homeserver: {homeserver}\n\
-             stages:\n- {{name: beta, serverName: beta.example.org{stage_homeserver}}}\n"
-        );
-        serde_saphyr::from_str(&yaml).expect("test spec parses")
-    }
+    use crate::api::fixtures::spec_with_homeserver as spec;
 
     /// The messages of a spec's problems.
     fn messages(homeserver: &str, stage_homeserver: &str) -> Vec<String> {

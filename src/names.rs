@@ -21,6 +21,10 @@ pub const DESIRED_HASH_ANNOTATION: &str = "caduceus.dev/desired-hash";
 /// pods roll only when it changes.
 pub const CONFIG_HASH_ANNOTATION: &str = "caduceus.dev/config-hash";
 
+/// The component label of backup Jobs (scheduled and one-off).
+pub const BACKUP_COMPONENT: &str = "backup";
+/// The component label of restore Jobs.
+pub const RESTORE_COMPONENT: &str = "restore";
 /// The component label of the smoke-test Job run after a rollout; the
 /// NetworkPolicies let it reach Synapse's client port.
 pub const SMOKE_TEST_COMPONENT: &str = "smoke-test";
@@ -167,6 +171,26 @@ impl StageNames {
         labels.insert("app.kubernetes.io/instance".to_owned(), self.base());
         labels
     }
+}
+
+/// A requested snapshot (`latest` or an id) as a name suffix: restic's
+/// short ids are 8 characters; longer ones would not fit a name.
+pub fn restore_suffix(snapshot: &str) -> String {
+    snapshot.chars().take(8).collect()
+}
+
+/// The release as a name suffix: `v1.163.2` becomes `v1-163-2`.
+pub fn release_suffix(release: &str) -> String {
+    release
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

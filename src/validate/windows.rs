@@ -1,0 +1,136 @@
+//! `stages[].promotion`: maintenance windows (an IANA time zone, a start
+//! HH:MM, a duration) and the soak time, parsed once here for the rollout.
+
+use jiff::civil::{Date, Time, Weekday as CivilWeekday};
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use thiserror::Error;
+
+use crate::api::values::parse_duration_millis;
+use crate::api::{Promotion, Weekday, Window};
+
+/// A window that cannot be evaluated; the message names the field.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum WindowError {
+    #[error(
+        "promotion.windows[{index}].timeZone: {zone:?} is not an IANA time zone such as Europe/Berlin"
+    )]
+    TimeZone { index: usize, zone: String },
+    #[error("promotion.windows[{index}].start: {start:?} is not a time HH:MM")]
+    Start { index: usize, start: String },
+    #[error("promotion.windows[{index}].duration: {duration:?} is not a duration such as 3h")]
+    Duration { index: usize, duration: String },
+}
+
+/// A stage's promotion, parsed.
+#[derive(Clone, Debug)]
+pub struct ValidatedPromotion {
+    /// The stage it promotes from.
+    pub from: String,
+    /// How long `from` must run a release Ready first (zero when not set).
+    pub soak: SignedDuration,
+    /// When rollouts may start; none means any time.
+    pub windows: Vec<ParsedWindow>,
+}
+
+/// Parses a stage's promotion.
+pub fn promotion(promotion: &Promotion) -> Result<ValidatedPromotion, WindowError> {
+    Ok(ValidatedPromotion {
+        from: promotion.from.clone(),
+        soak: soak(promotion),
+        windows: parse_windows(&promotion.windows)?,
+    })
+}
+
+/// The soak time of a promotion (zero when not set).
+pub fn soak(promotion: &Promotion) -> SignedDuration {
+    promotion
+        .soak
+        .as_ref()
+        .and_then(|soak| parse_duration_millis(soak.as_str()))
+        .map_or(SignedDuration::ZERO, |ms| {
+            SignedDuration::from_millis(ms as i64)
+        })
+}
+
+/// Parses windows, naming the first that cannot be evaluated.
+pub fn parse_windows(windows: &[Window]) -> Result<Vec<ParsedWindow>, WindowError> {
+    windows
+        .iter()
+        .enumerate()
+        .map(|(index, window)| parse(index, window))
+        .collect()
+}
+
+/// A window, parsed.
+#[derive(Clone, Debug)]
+pub struct ParsedWindow {
+    pub zone: TimeZone,
+    pub zone_name: String,
+    pub days: Vec<CivilWeekday>,
+    pub months: Vec<i8>,
+    pub start: Time,
+    pub length: SignedDuration,
+}
+
+fn parse(index: usize, window: &Window) -> Result<ParsedWindow, WindowError> {
+    let zone = TimeZone::get(&window.time_zone).map_err(|_| WindowError::TimeZone {
+        index,
+        zone: window.time_zone.clone(),
+    })?;
+    let start_error = || WindowError::Start {
+        index,
+        start: window.start.clone(),
+    };
+    let (hours, minutes) = window.start.split_once(':').ok_or_else(start_error)?;
+    let start = Time::new(
+        hours.parse().map_err(|_| start_error())?,
+        minutes.parse().map_err(|_| start_error())?,
+        0,
+        0,
+    )
+    .map_err(|_| start_error())?;
+    let millis =
+        parse_duration_millis(window.duration.as_str()).ok_or_else(|| WindowError::Duration {
+            index,
+            duration: window.duration.to_string(),
+        })?;
+    Ok(ParsedWindow {
+        zone,
+        zone_name: window.time_zone.clone(),
+        days: window.days.iter().map(|day| civil_weekday(*day)).collect(),
+        months: window.months.iter().map(|month| *month as i8).collect(),
+        start,
+        length: SignedDuration::from_millis(millis as i64),
+    })
+}
+
+fn civil_weekday(day: Weekday) -> CivilWeekday {
+    match day {
+        Weekday::Mon => CivilWeekday::Monday,
+        Weekday::Tue => CivilWeekday::Tuesday,
+        Weekday::Wed => CivilWeekday::Wednesday,
+        Weekday::Thu => CivilWeekday::Thursday,
+        Weekday::Fri => CivilWeekday::Friday,
+        Weekday::Sat => CivilWeekday::Saturday,
+        Weekday::Sun => CivilWeekday::Sunday,
+    }
+}
+
+impl ParsedWindow {
+    pub fn opens_on(&self, date: Date) -> bool {
+        (self.days.is_empty() || self.days.contains(&date.weekday()))
+            && (self.months.is_empty() || self.months.contains(&date.month()))
+    }
+
+    /// The window opening on `date`, as instants. A start inside a
+    /// daylight-saving gap moves forward, as clocks do.
+    pub fn span_on(&self, date: Date) -> Option<(Timestamp, Timestamp)> {
+        let start = date
+            .to_datetime(self.start)
+            .to_zoned(self.zone.clone())
+            .ok()?
+            .timestamp();
+        Some((start, start.checked_add(self.length).ok()?))
+    }
+}
