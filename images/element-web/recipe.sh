@@ -1,6 +1,6 @@
 # The Element Web image: Debian bookworm's nginx reproducing the contract of
 # the official vectorim/element-web image that the operator relies on
-# (src/build/element.rs): nginx as nginx (101:101) without root, the
+# (src/desired/element.rs): nginx as nginx (101:101) without root, the
 # listening port from ELEMENT_WEB_PORT, the server rendered by the
 # entrypoint into /etc/nginx/conf.d (an emptyDir; the operator mounts its
 # well-known server next to it), /app/config*.json copied to

@@ -4,7 +4,7 @@
 -- object decoded from JSON into Lua tables) and what the script must return:
 -- `status` exactly, and `message` as a substring of hs.message. The status
 -- messages are the ones the operator writes (src/status.rs,
--- src/rollout/machine.rs).
+-- src/plan/rollout/machine.rs).
 --
 -- Lua 5.1 has no JSON or YAML parser, so the cases are Lua tables; the
 -- helpers below only shorten the repeated parts.
