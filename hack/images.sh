@@ -6,7 +6,7 @@
 # versions are pinned below.
 #
 #   hack/images.sh build [NAME...] build every image (or the named ones:
-#                                  synapse synapse-old postgres backup
+#                                  pause synapse synapse-old postgres backup
 #                                  element-web operator) missing from the
 #                                  cache; prints the directory of the archives
 #                                  (<name>.tar, one per image) on its last line
@@ -46,7 +46,7 @@ REGISTRY=localhost/caduceus
 # the same packages gives the same layer.
 export SOURCE_DATE_EPOCH=1767225600
 
-IMAGES=(synapse synapse-old postgres backup element-web operator)
+IMAGES=(pause synapse synapse-old postgres backup element-web operator)
 
 # ---------------------------------------------------------------------------
 die() {
@@ -73,6 +73,7 @@ ref_of() {
     backup) echo "$REGISTRY/backup:pg$PG_MAJOR-restic" ;;
     element-web) echo "$REGISTRY/vectorim/element-web:$ELEMENT_WEB_VERSION" ;;
     operator) echo "$REGISTRY/operator:$OPERATOR_TAG" ;;
+    pause) echo "$REGISTRY/pause:catatonit" ;;
     *) die "unknown image $1" ;;
   esac
 }
@@ -92,6 +93,7 @@ versions_of() {
     postgres | backup) echo "pg$PG_MAJOR" ;;
     element-web) echo "$ELEMENT_WEB_VERSION" ;;
     operator) echo "$OPERATOR_TAG-$(sha256sum "$OPERATOR_BINARY" | cut -c1-16)" ;;
+    pause) echo "catatonit-$(dpkg-query -W -f='${Version}' catatonit)" ;;
   esac
 }
 
@@ -123,6 +125,7 @@ need() { # need COMMAND PACKAGE
 build_tools() {
   [[ "$(id -u)" == 0 ]] || die "building images needs root (mmdebstrap in root mode, chroot)"
   need mmdebstrap mmdebstrap
+  need catatonit catatonit
   need python3 python3
   # Synapse's wheels are built on the host with bookworm's Python, which is
   # the image's; psycopg2 compiles against libpq.
@@ -352,6 +355,10 @@ verify_images() {
         ;;
       backup) run_check backup 991:991 /bin/sh -c 'restic version && pg_dump --version && pg_restore --version && psql --version && for t in base64 basename cat cmp cp cut date find grep mkdir mktemp mv rm sed sort tail tar tr wc; do command -v $t >/dev/null || { echo "missing $t"; exit 1; }; done && echo tools ok' ;;
       postgres) verify_postgres ;;
+      pause)
+        run_check pause 65535:65535 /catatonit --version >/dev/null
+        echo "pause: /catatonit --version ok" >&2
+        ;;
       element-web) verify_element_web ;;
     esac
   done

@@ -27,7 +27,8 @@
 #     and the kubelet leaves its own oom_score_adj alone;
 #   - cgroup v1: the kubelet runs with failCgroupV1: false and the cgroupfs driver;
 #   - swap is tolerated (failSwapOn: false);
-#   - no registry: the pause image is catatonit from Debian, built here.
+#   - no registry: every image, the pause image too (Debian's catatonit), is
+#     built here by hack/images.sh.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,6 +45,7 @@ NODE_ADDRESS=172.30.255.2
 POD_RANGE=10.244.0.0/24
 SERVICE_RANGE=10.96.0.0/16
 CLUSTER_DOMAIN=cluster.local
+# Built by hack/images.sh (images/pause).
 PAUSE_IMAGE=localhost/caduceus/pause:catatonit
 VOLUMES=40
 MARKER=".caduceus-node"
@@ -51,7 +53,7 @@ CP_DIR="$DIR/control-plane"
 CONTAINERD_SOCK="$DIR/containerd/containerd.sock"
 READY_TIMEOUT=180
 # Debian packages the node needs.
-PACKAGES=(containerd runc containernetworking-plugins catatonit iptables conntrack)
+PACKAGES=(containerd runc containernetworking-plugins iptables conntrack)
 CNI_BIN=/usr/lib/cni
 
 die() {
@@ -139,39 +141,6 @@ undo_host_changes() {
   rm -f "$DIR/host-changes"
 }
 
-# --- the pause image: catatonit as the pod's pid 1 ------------------------
-
-pause_archive() {
-  local archive="$CACHE/images/pause-catatonit.tar" work
-  if [[ ! -s "$archive" ]]; then
-    mkdir -p "$CACHE/images"
-    work="$(mktemp -d)"
-    mkdir -p "$work/rootfs" "$work/oci/blobs/sha256"
-    cp /usr/bin/catatonit "$work/rootfs/catatonit"
-    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$work/rootfs" -cf "$work/layer.tar" .
-    local layer layer_size config config_size manifest manifest_size
-    layer="$(sha256sum "$work/layer.tar" | cut -d' ' -f1)"
-    layer_size="$(stat -c %s "$work/layer.tar")"
-    mv "$work/layer.tar" "$work/oci/blobs/sha256/$layer"
-    printf '{"architecture":"amd64","os":"linux","config":{"Entrypoint":["/catatonit","-P"],"User":"65535:65535"},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' "$layer" >"$work/config.json"
-    config="$(sha256sum "$work/config.json" | cut -d' ' -f1)"
-    config_size="$(stat -c %s "$work/config.json")"
-    mv "$work/config.json" "$work/oci/blobs/sha256/$config"
-    printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%s}]}' \
-      "$config" "$config_size" "$layer" "$layer_size" >"$work/manifest.json"
-    manifest="$(sha256sum "$work/manifest.json" | cut -d' ' -f1)"
-    manifest_size="$(stat -c %s "$work/manifest.json")"
-    mv "$work/manifest.json" "$work/oci/blobs/sha256/$manifest"
-    printf '{"imageLayoutVersion":"1.0.0"}' >"$work/oci/oci-layout"
-    printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"%s"}}]}' \
-      "$manifest" "$manifest_size" "$PAUSE_IMAGE" "${PAUSE_IMAGE##*:}" >"$work/oci/index.json"
-    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$work/oci" -cf "$archive.tmp" .
-    mv "$archive.tmp" "$archive"
-    rm -rf "$work"
-  fi
-  echo "$archive"
-}
-
 # --- containerd -----------------------------------------------------------
 
 start_containerd() {
@@ -246,8 +215,6 @@ JSON
 }
 
 import_images() {
-  ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$(pause_archive)" >/dev/null ||
-    die "importing the pause image failed"
   "$ROOT/hack/images.sh" import "$CONTAINERD_SOCK" >&2 ||
     die "hack/images.sh import failed: the node has no images to run"
 }
