@@ -99,57 +99,30 @@ if ((${#missing[@]})); then
   done
 fi
 
-if [[ -n "$etcd_missing" ]]; then
-  etcd_work="$CACHE/src/etcd-$etcd_version"
-  mkdir -p "$etcd_work"
-  cd "$etcd_work"
-  cat >go.mod <<GOMOD
-module caduceus.dev/etcd
-
-go $go_version
-
-require go.etcd.io/etcd/server/v3 $etcd_version
-GOMOD
-  cat >tools.go <<'GO'
-//go:build tools
-
-package etcd
-
-import _ "go.etcd.io/etcd/server/v3"
-GO
-  echo "building etcd $etcd_version" >&2
+# Builds PACKAGE of MODULE@VERSION as $BIN/OUTPUT, from a module of its own
+# that requires just that module (Go GO_VERSION).
+build_module() { # name module version package output go_version [ldflags]
+  local name="$1" module="$2" version="$3" package="$4" output="$5" go="$6" ldflags="${7:-}"
+  mkdir -p "$CACHE/src/$name-$version"
+  cd "$CACHE/src/$name-$version"
+  printf 'module caduceus.dev/%s\n\ngo %s\n\nrequire %s %s\n' "$name" "$go" "$module" "$version" >go.mod
+  printf '//go:build tools\n\npackage %s\n\nimport _ "%s"\n' "$name" "$package" >tools.go
+  echo "building $name $version" >&2
   go mod tidy >&2
-  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/etcd.tmp" go.etcd.io/etcd/server/v3
-  mv "$BIN/etcd.tmp" "$BIN/etcd"
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ldflags" -o "$BIN/$output.tmp" "$package"
+  mv "$BIN/$output.tmp" "$BIN/$output"
+}
+
+if [[ -n "$etcd_missing" ]]; then
+  build_module etcd go.etcd.io/etcd/server/v3 "$etcd_version" go.etcd.io/etcd/server/v3 etcd "$go_version"
   echo "$etcd_version" >"$BIN/etcd.version"
 fi
 
 if [[ -n "$coredns_missing" ]]; then
   # CoreDNS's own main package, with the plugins its release compiles in.
-  coredns_work="$CACHE/src/coredns-$COREDNS_VERSION"
-  mkdir -p "$coredns_work"
-  cd "$coredns_work"
   coredns_dir="$(go mod download -json "github.com/coredns/coredns@$COREDNS_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
-  coredns_go="$(sed -n 's/^go \(.*\)$/\1/p' "$coredns_dir/go.mod")"
-  cat >go.mod <<GOMOD
-module caduceus.dev/coredns
-
-go $coredns_go
-
-require github.com/coredns/coredns $COREDNS_VERSION
-GOMOD
-  cat >tools.go <<'GO'
-//go:build tools
-
-package coredns
-
-import _ "github.com/coredns/coredns"
-GO
-  echo "building coredns $COREDNS_VERSION" >&2
-  go mod tidy >&2
-  CGO_ENABLED=0 go build -trimpath \
-    -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" \
-    -o "$BIN/coredns-$COREDNS_VERSION.tmp" github.com/coredns/coredns
-  mv "$BIN/coredns-$COREDNS_VERSION.tmp" "$BIN/coredns-$COREDNS_VERSION"
+  build_module coredns github.com/coredns/coredns "$COREDNS_VERSION" github.com/coredns/coredns \
+    "coredns-$COREDNS_VERSION" "$(sed -n 's/^go \(.*\)$/\1/p' "$coredns_dir/go.mod")" \
+    "-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
 fi
 echo "$BIN"
