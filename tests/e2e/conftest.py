@@ -204,7 +204,6 @@ def operator():
 def namespace(operator):
     """The suite's namespace, enforcing the restricted Pod Security Standard:
     a pod that is not restricted is refused at admission."""
-    kubectl("create", "namespace", NAMESPACE, "--dry-run=client", "-o", "yaml")
     kubectl(
         "apply", "--server-side", "-f", "-",
         input=json.dumps({
