@@ -57,6 +57,22 @@ pub enum ApplyError {
 }
 
 impl ApplyError {
+    /// The object and the API server's message when the server refused the
+    /// object itself (it is invalid or forbidden), as opposed to a failure
+    /// a retry may clear on its own. Such a refusal belongs in the status.
+    pub fn refusal(&self) -> Option<(&str, &str)> {
+        let (object, source) = match self {
+            Self::Apply { object, source } | Self::Create { object, source } => (object, source),
+            _ => return None,
+        };
+        match source {
+            kube::Error::Api(status) if matches!(status.code, 400 | 403 | 404 | 409 | 422) => {
+                Some((object.as_str(), status.message.as_str()))
+            }
+            _ => None,
+        }
+    }
+
     /// A short label for metrics.
     pub fn reason(&self) -> &'static str {
         match self {

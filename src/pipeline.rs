@@ -11,6 +11,7 @@ use crate::desired::keys::StageSecrets;
 use crate::desired::{self, Child, StageInputs};
 use crate::plan::{StageView, backups, restore, rollout};
 use crate::status::{Stall, StallReason};
+use crate::validate::releases::ReleaseSupport;
 
 /// What was decided for one stage: its next status, and why it cannot go
 /// on, if it cannot.
@@ -118,6 +119,10 @@ fn plan_stage(
     now: Timestamp,
 ) -> Result<StagePlan, Stall> {
     let (instance, stage, names) = (view.instance, view.stage, &view.names);
+    // Without the schema table's word on the release, no rollback guard.
+    if let ReleaseSupport::Unlisted { message } = &view.settings.release_support {
+        return Err(Stall::new(StallReason::UnlistedRelease, message.clone()));
+    }
     let decision = rollout::decide(view, earlier, now);
     let inputs = StageInputs {
         settings: view.settings,

@@ -42,6 +42,14 @@ pub enum ReconcileError {
 }
 
 impl ReconcileError {
+    /// See `ApplyError::refusal`.
+    pub fn refusal(&self) -> Option<(&str, &str)> {
+        match self {
+            Self::Apply(error) => error.refusal(),
+            Self::NoNamespace => None,
+        }
+    }
+
     /// A short label for metrics.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -100,12 +108,28 @@ pub async fn reconcile(
     }
     let plan = pipeline::plan_instance(&views, stage_keys, now.0);
 
-    for child in &plan.children {
-        let live = observe::live(&ctx.stores, child);
-        applier.apply(child, live.as_deref()).await?;
-    }
-    for job in &plan.jobs {
-        applier.create_once(job).await?;
+    if let Err(error) = apply_children(&ctx, &applier, &plan).await {
+        // A refused object stays refused until the spec changes: say so in
+        // the status now, then retry with backoff.
+        if let Some((object, message)) = error.refusal() {
+            let stall = Stall::new(
+                StallReason::ApplyRefused,
+                format!(
+                    "the API server refused {object}: {message}; fix the spec field this object is made from (the message names it), the operator retries with backoff"
+                ),
+            );
+            let stages: Vec<StageStatus> = plan.stages.iter().map(|o| o.status.clone()).collect();
+            let next = status::next_status(
+                &instance,
+                &previous,
+                stages,
+                Some(&stall),
+                &now,
+                validated.backup_schedule.as_ref().map(Ok),
+            );
+            write_status(&instance, &ctx, &applier, &previous, next, Some(&stall)).await?;
+        }
+        return Err(error);
     }
     for (resource, name) in plan::prune(
         &instance,
@@ -134,6 +158,22 @@ pub async fn reconcile(
     } else {
         PROGRESS_CHECK
     }))
+}
+
+/// Applies the planned children, then creates the planned Jobs.
+async fn apply_children(
+    ctx: &Context,
+    applier: &Applier<'_>,
+    plan: &pipeline::InstancePlan,
+) -> Result<(), ReconcileError> {
+    for child in &plan.children {
+        let live = observe::live(&ctx.stores, child);
+        applier.apply(child, live.as_deref()).await?;
+    }
+    for job in &plan.jobs {
+        applier.create_once(job).await?;
+    }
+    Ok(())
 }
 
 /// The stage's keys: as planned, after storing a minted identity (created

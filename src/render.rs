@@ -11,6 +11,7 @@ use kube::ResourceExt;
 
 use crate::api::MessengerInstance;
 use crate::api::admission::admission_errors;
+use crate::api::structural::schema_errors;
 use crate::desired::homeserver::{self, HomeserverFiles};
 use crate::desired::keys::{StageSecrets, keys_secret};
 use crate::desired::{self, BuildError, Child, Ownership};
@@ -82,6 +83,11 @@ pub fn parse_instance(text: &str, path: &Path) -> Result<MessengerInstance, Rend
             kind: kind.to_owned(),
         });
     }
+    // The file as written, before typed parsing drops unknown fields.
+    let schema = schema_errors(&value);
+    if !schema.is_empty() {
+        return Err(RenderError::Admission(schema));
+    }
     // Parse again as the typed instance so that errors keep their position.
     serde_saphyr::from_str(text).map_err(|error| RenderError::Yaml {
         path: path.to_owned(),
@@ -91,7 +97,9 @@ pub fn parse_instance(text: &str, path: &Path) -> Result<MessengerInstance, Rend
 
 /// Checks an instance as admission and the operator would.
 pub fn check(instance: &MessengerInstance) -> Result<ValidatedSpec<'_>, RenderError> {
-    let admission = admission_errors(instance);
+    let object = serde_json::to_value(instance).expect("instances serialize");
+    let mut admission = schema_errors(&object);
+    admission.extend(admission_errors(instance));
     if !admission.is_empty() {
         return Err(RenderError::Admission(admission));
     }

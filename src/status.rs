@@ -28,6 +28,11 @@ pub enum StallReason {
     KeysMissing,
     /// A stage's keys Secret lacks some of its keys.
     KeysIncomplete,
+    /// A stage's Synapse release is not in the operator's schema table and
+    /// not acknowledged.
+    UnlistedRelease,
+    /// The API server refused an object the operator applied.
+    ApplyRefused,
 }
 
 impl StallReason {
@@ -36,6 +41,8 @@ impl StallReason {
             Self::InvalidSpec => "InvalidSpec",
             Self::KeysMissing => "KeysMissing",
             Self::KeysIncomplete => "KeysIncomplete",
+            Self::UnlistedRelease => "UnlistedRelease",
+            Self::ApplyRefused => "ApplyRefused",
         }
     }
 }
@@ -249,6 +256,7 @@ pub fn next_status(
                 }),
         )
         .chain(backup_warnings(instance, backup_schedule, &stages, now))
+        .chain(crate::validate::warnings::spec_warnings(&instance.spec))
         .collect();
     let generation = instance.metadata.generation;
     let mut next = instance_status(Some(previous), generation, stages, stall, now);
@@ -327,6 +335,17 @@ pub fn notices(
             ),
         })
         .collect();
+    // A new warning is worth an Event, not only a changed condition.
+    if let Some(degraded) = find_condition(next, DEGRADED).filter(|c| c.status == "True")
+        && find_condition(previous, DEGRADED).map(|c| &c.message) != Some(&degraded.message)
+    {
+        notices.push(Notice {
+            warning: true,
+            stalled: false,
+            reason: "Degraded".into(),
+            note: degraded.message.clone(),
+        });
+    }
     let was_stalled = find_condition(previous, STALLED).is_some_and(|c| c.status == "True");
     if let (Some(stall), false) = (stall, was_stalled) {
         notices.push(Notice {
@@ -545,9 +564,11 @@ mod tests {
         assert_eq!(degraded.status, "True");
         assert_eq!(degraded.message, "stage beta: the smoke test failed");
         let notices = notices(&previous, &next, None);
-        assert_eq!(notices.len(), 1);
+        assert_eq!(notices.len(), 2, "{notices:?}");
         assert!(notices[0].warning);
         assert_eq!(notices[0].reason, "StageFailed");
+        assert_eq!(notices[1].reason, "Degraded");
+        assert_eq!(notices[1].note, "stage beta: the smoke test failed");
         let again = next_status(&instance, &next, vec![failed], None, &at(3));
         assert_eq!(
             again, next,

@@ -26,14 +26,20 @@ pub fn admission_errors(instance: &MessengerInstance) -> Vec<String> {
             .collect(),
     };
     let stages = &instance.spec.stages;
-    let out_of_order = stages.iter().enumerate().any(|(index, stage)| {
-        stage
-            .promotion
-            .as_ref()
-            .is_some_and(|p| !stages[..index].iter().any(|earlier| earlier.name == p.from))
+    // The API server names the first such stage (messageExpression); so
+    // does this.
+    let out_of_order = stages.iter().enumerate().find(|(index, stage)| {
+        stage.promotion.as_ref().is_some_and(|p| {
+            !stages[..*index]
+                .iter()
+                .any(|earlier| earlier.name == p.from)
+        })
     });
-    if out_of_order {
-        errors.push(format!("spec.stages: {PROMOTION_ORDER_MESSAGE}"));
+    if let Some((_, stage)) = out_of_order {
+        errors.push(format!(
+            "spec.stages: stages[{}].promotion.from must name a stage listed earlier in spec.stages (for example production promotes from beta, so beta comes first); a stage cannot promote from itself or from a later stage, so promotions form no cycle",
+            stage.name
+        ));
     }
     errors
 }

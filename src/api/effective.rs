@@ -34,11 +34,25 @@ pub fn effective_retention(spec: &MessengerInstanceSpec, stage: &Stage) -> Optio
 }
 
 /// The release a stage's spec asks for: its own pin where set, else the train.
+/// The acknowledgement of an unlisted release is left out (it is not part of
+/// what runs, and releases are compared with what the status recorded); see
+/// `unlisted_release_acknowledged`.
 pub fn effective_release(spec: &MessengerInstanceSpec, stage: &Stage) -> Release {
     let train = &spec.release;
     let pin = stage.release.clone().unwrap_or_default();
     Release {
         synapse: pin.synapse.unwrap_or_else(|| train.synapse.clone()),
         element_web: pin.element_web.unwrap_or_else(|| train.element_web.clone()),
+        acknowledge_unlisted: false,
+    }
+}
+
+/// Whether the stage's effective Synapse release is acknowledged as unlisted:
+/// the acknowledgement goes with the Synapse release it was given for (the
+/// stage's pin, else the train).
+pub fn unlisted_release_acknowledged(spec: &MessengerInstanceSpec, stage: &Stage) -> bool {
+    match stage.release.as_ref() {
+        Some(pin) if pin.synapse.is_some() => pin.acknowledge_unlisted,
+        _ => spec.release.acknowledge_unlisted,
     }
 }

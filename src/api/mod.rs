@@ -6,9 +6,10 @@ mod effective;
 pub(crate) mod fixtures;
 mod spec;
 mod status;
+pub mod structural;
 pub mod values;
 
-pub use effective::{effective_release, effective_retention};
+pub use effective::{effective_release, effective_retention, unlisted_release_acknowledged};
 pub use spec::*;
 pub use status::*;
 pub use values::{Duration, Hostname, StorageSize, Version};

@@ -20,6 +20,10 @@ pub const MAX_LOCATIONS: usize = 16;
 /// stay within Kubernetes' limits.
 pub const MAX_STAGE_NAME: usize = 20;
 
+/// The message of the instance-plus-stage name length rule, naming the
+/// first stage that breaks it.
+const NAME_LENGTH_MESSAGE: &str = "'metadata.name ' + self.metadata.name + ' and the name of stage ' + self.spec.stages.filter(s, self.metadata.name.size() + s.name.size() > 42)[0].name + ' together must be at most 42 characters, so that the names of the objects made for the stage stay within the limits of Kubernetes; shorten the instance or the stage name'";
+
 /// A Matrix messenger (Synapse homeserver and Element Web client) run in one
 /// or more stages, such as beta and production, each upgraded in turn.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -36,7 +40,7 @@ pub const MAX_STAGE_NAME: usize = 20;
     printcolumn(name = "Release", type_ = "string", json_path = ".spec.release.synapse", description = "The Synapse release the train carries"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.metadata.name.size() <= 30").message("metadata.name must be at most 30 characters so that the names of the objects made for each stage stay within Kubernetes' limits"),
-    validation = Rule::new("!has(self.spec.stages) || self.spec.stages.all(s, self.metadata.name.size() + s.name.size() <= 42)").message("metadata.name and a stage name together must be at most 42 characters; shorten the instance or the stage name"),
+    validation = Rule::new("!has(self.spec.stages) || self.spec.stages.all(s, self.metadata.name.size() + s.name.size() <= 42)").message(kube::core::cel::Message::Expression(NAME_LENGTH_MESSAGE.into())),
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -46,13 +50,27 @@ pub const MAX_STAGE_NAME: usize = 20;
         "fieldPath": ".stages",
     },
     {
+        "rule": "self.stages.all(s, self.stages.exists_one(t, t.serverName == s.serverName))",
+        "message": "stages[].serverName must differ between stages: each stage is its own homeserver",
+        "messageExpression": "'stages[].serverName ' + self.stages.filter(s, !self.stages.exists_one(t, t.serverName == s.serverName))[0].serverName + ' is used by more than one stage (' + self.stages.filter(s, !self.stages.exists_one(t, t.serverName == s.serverName)).map(s, s.name).join(', ') + '); give each stage its own server name, for example beta.messenger.example.org'",
+        "fieldPath": ".stages",
+    },
+    {
+        "rule": "self.stages.all(s, !has(s.promotion) || s.promotion.from != s.name)",
+        "message": "stages[].promotion.from must name another stage, not the stage itself",
+        "messageExpression": "'stages[' + self.stages.filter(s, has(s.promotion) && s.promotion.from == s.name)[0].name + '].promotion.from names the stage itself; name the earlier stage it takes releases from, for example beta'",
+        "fieldPath": ".stages",
+    },
+    {
         "rule": "self.stages.all(s, !has(s.promotion) || self.stages.exists(t, t.name == s.promotion.from))",
         "message": "stages[].promotion.from must name another stage of spec.stages",
+        "messageExpression": "'stages[' + self.stages.filter(s, has(s.promotion) && !self.stages.exists(t, t.name == s.promotion.from))[0].name + '].promotion.from must name another stage of spec.stages; ' + self.stages.filter(s, has(s.promotion) && !self.stages.exists(t, t.name == s.promotion.from))[0].promotion.from + ' is not one'",
         "fieldPath": ".stages",
     },
     {
         "rule": "self.stages.all(i, s, !has(s.promotion) || self.stages.exists(j, t, j < i && t.name == s.promotion.from))",
         "message": "stages[].promotion.from must name a stage listed earlier in spec.stages (for example production promotes from beta, so beta comes first)",
+        "messageExpression": "'stages[' + self.stages.transformList(i, s, has(s.promotion) && !self.stages.exists(j, t, j < i && t.name == s.promotion.from), s.name)[0] + '].promotion.from must name a stage listed earlier in spec.stages (for example production promotes from beta, so beta comes first); a stage cannot promote from itself or from a later stage, so promotions form no cycle'",
         "fieldPath": ".stages",
     },
     {
@@ -69,6 +87,11 @@ pub const MAX_STAGE_NAME: usize = 20;
         "rule": "!has(self.locations) || self.locations.all(l, self.locations.exists_one(m, m.name == l.name))",
         "message": "location names must be unique within an instance",
         "fieldPath": ".locations",
+    },
+    {
+        "rule": "!has(self.database) || !has(self.database.engine) || self.database.engine != 'external' || self.stages.size() == 1",
+        "message": "database.engine external serves one stage only: spec.database.external names one database, and two stages on one database would overwrite each other's data; use one instance per stage for external databases, or engine managed or cloudnative-pg",
+        "fieldPath": ".database.engine",
     },
     {
         "rule": "has(self.backups) || self.stages.all(s, !has(s.restore))",
@@ -159,6 +182,13 @@ pub struct Release {
     pub synapse: Version,
     /// The Element Web release, for example v1.12.3.
     pub element_web: Version,
+    /// Run a Synapse release the operator's schema table does not list
+    /// (`caduceus releases`). Without the table the operator cannot check
+    /// that a rollback keeps Synapse on a database schema it can read, so an
+    /// unlisted release is refused unless this is true; with it, the stage
+    /// proceeds and the instance reports `Degraded`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub acknowledge_unlisted: bool,
 }
 
 /// A stage's own release pin; fields left out follow `spec.release`.
@@ -171,6 +201,10 @@ pub struct ReleasePin {
     /// The Element Web release this stage is pinned to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub element_web: Option<Version>,
+    /// Run a pinned Synapse release the operator's schema table does not
+    /// list; see `spec.release.acknowledgeUnlisted`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub acknowledge_unlisted: bool,
 }
 
 /// Where images come from.
@@ -318,7 +352,12 @@ pub struct OidcProvider {
     /// The name shown on the login button.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// The issuer URL.
+    /// The issuer URL; `https://` only, as OpenID Connect requires.
+    #[schemars(length(max = 2048))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.startsWith('https://') && self.size() > 8",
+        "message": "issuer must be an https:// URL, for example https://sso.example.org/realms/hospital (OpenID Connect discovery and tokens travel only over TLS)",
+    }]))]
     pub issuer: String,
     /// The OAuth client id.
     pub client_id: String,
@@ -346,8 +385,10 @@ pub struct OidcProvider {
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
     /// The Secret's name.
+    #[schemars(schema_with = "super::values::object_name_schema")]
     pub name: String,
     /// The key inside the Secret.
+    #[schemars(schema_with = "super::values::secret_key_schema")]
     pub key: String,
 }
 
@@ -356,6 +397,7 @@ pub struct SecretKeyRef {
 #[serde(rename_all = "camelCase")]
 pub struct SecretRef {
     /// The Secret's name.
+    #[schemars(schema_with = "super::values::object_name_schema")]
     pub name: String,
 }
 
@@ -743,6 +785,7 @@ pub struct Window {
     /// month if empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 12))]
+    #[schemars(inner(range(min = 1, max = 12)))]
     pub months: Vec<u8>,
     /// Local start time, `HH:MM`.
     #[schemars(length(max = 5))]
@@ -752,6 +795,13 @@ pub struct Window {
     }]))]
     pub start: String,
     /// How long the window stays open.
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": super::values::DURATION_RULE,
+        "message": super::values::DURATION_MESSAGE,
+    }, {
+        "rule": "!self.matches('^0+(ms|s|m|h|d|w|y)$')",
+        "message": "a window's duration must be longer than zero, or the window never opens; for example 3h",
+    }]))]
     pub duration: Duration,
     /// The IANA time zone of `start`, for example Europe/Berlin.
     #[serde(default = "default_time_zone")]
@@ -796,6 +846,11 @@ pub struct ElementWeb {
     pub brand: Option<String>,
     /// The default theme, `light` or `dark`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self in ['light', 'dark']",
+        "message": "clients.elementWeb.defaultTheme must be light or dark (Element Web's built-in themes)",
+    }]))]
     pub default_theme: Option<String>,
     /// Feature switches (`feature_*` keys of config.json) by name; the
     /// `feature_` prefix may be left out.
@@ -879,14 +934,18 @@ pub struct Access {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IngressAccess {
-    /// The IngressClass, for example `nginx`.
+    /// The IngressClass, for example `nginx`; the cluster's default class
+    /// if unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::values::optional_object_name_schema")]
     pub class_name: Option<String>,
     /// The Secret holding the TLS certificate for the stage's host names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::values::optional_object_name_schema")]
     pub tls_secret_name: Option<String>,
     /// A cert-manager ClusterIssuer that issues the certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::values::optional_object_name_schema")]
     pub cert_manager_cluster_issuer: Option<String>,
     /// Extra annotations on every Ingress.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

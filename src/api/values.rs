@@ -69,17 +69,22 @@ string_value!(
     Duration,
     "A duration: a whole number and one unit of ms, s, m, h, d, w or y, for example 90d, 168h or 30m.",
     16,
-    "self.matches('^[0-9]+(ms|s|m|h|d|w|y)$')",
-    "must be a duration: a whole number and one unit of ms, s, m, h, d, w or y, for example 90d, 168h or 30m"
+    DURATION_RULE,
+    DURATION_MESSAGE
 );
+
+/// The CEL rule of a duration, also used where a field adds rules of its own.
+pub const DURATION_RULE: &str = "self.matches('^[0-9]+(ms|s|m|h|d|w|y)$')";
+/// The message of `DURATION_RULE`.
+pub const DURATION_MESSAGE: &str = "must be a duration: a whole number and one unit of ms, s, m, h, d, w or y, for example 90d, 168h or 30m";
 
 string_value!(
     /// A storage size in Kubernetes quantity notation, such as `20Gi`.
     StorageSize,
     "A storage size in Kubernetes quantity notation, for example 20Gi or 500Mi.",
     32,
-    "self.matches('^[0-9]+(\\\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$')",
-    "must be a storage size such as 20Gi, 500Mi or 1Ti"
+    "self.matches('^[0-9]+(\\\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$') && !self.matches('^[0.]+[A-Za-z]*$')",
+    "must be a storage size larger than zero, such as 20Gi, 500Mi or 1Ti"
 );
 
 string_value!(
@@ -106,6 +111,46 @@ pub const HOSTNAME_RULE: &str = "self.size() <= 253 && self.matches('^([a-z0-9](
 pub const HOSTNAME_MESSAGE: &str =
     "must be a lowercase DNS host name such as messenger.example.org";
 
+/// The CEL rule of a Kubernetes object name (an RFC 1123 subdomain).
+pub const OBJECT_NAME_RULE: &str =
+    "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
+/// The message of `OBJECT_NAME_RULE`.
+pub const OBJECT_NAME_MESSAGE: &str = "must be a Kubernetes object name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters";
+
+/// The schema of a field naming a Kubernetes object (a Secret, an
+/// IngressClass): the API server refuses any other name when the operator
+/// applies the object that refers to it, so it is refused here first.
+pub fn object_name_schema(_: &mut SchemaGenerator) -> Schema {
+    string_with_rule(
+        "The name of a Kubernetes object.",
+        253,
+        OBJECT_NAME_RULE,
+        OBJECT_NAME_MESSAGE,
+    )
+}
+
+/// `object_name_schema` for an optional field.
+pub fn optional_object_name_schema(generator: &mut SchemaGenerator) -> Schema {
+    object_name_schema(generator)
+}
+
+/// The schema of a key inside a Secret.
+pub fn secret_key_schema(_: &mut SchemaGenerator) -> Schema {
+    string_with_rule(
+        "A key of the Secret's data.",
+        253,
+        "self.matches('^[-._a-zA-Z0-9]+$')",
+        "must be a Secret key: letters, digits, '-', '_' and '.'",
+    )
+}
+
+/// The longest duration the API accepts. Soak times, windows, lifetimes
+/// are all far below it, and checked against it before any arithmetic, so
+/// no millisecond sum overflows.
+pub const MAX_DURATION: &str = "100y";
+/// `MAX_DURATION` in milliseconds.
+pub const MAX_DURATION_MILLIS: u64 = 100 * 365 * 86_400_000;
+
 impl Duration {
     /// The duration in milliseconds; `None` when the text is not a duration.
     pub fn millis(&self) -> Option<u64> {
@@ -130,6 +175,14 @@ pub fn parse_duration_millis(text: &str) -> Option<u64> {
         _ => return None,
     };
     number.checked_mul(unit_ms)
+}
+
+/// Whether `text` has the shape of a duration (digits and a unit), even if
+/// its number is too large to compute with: such a value is "too large",
+/// not "not a duration".
+pub fn is_duration_shaped(text: &str) -> bool {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(0);
+    split > 0 && matches!(&text[split..], "ms" | "s" | "m" | "h" | "d" | "w" | "y")
 }
 
 /// Whether `text` is a DNS label (RFC 1123), the rule for names of stages

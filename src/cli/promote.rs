@@ -61,6 +61,7 @@ pub fn promotion_target(
     let target = Release {
         synapse: Version(synapse),
         element_web: Version(element_web),
+        acknowledge_unlisted: false,
     };
     if source.phase != StagePhase::Ready {
         return Err(PromoteError::Gate(format!(
@@ -125,6 +126,7 @@ mod tests {
         Release {
             synapse: Version(synapse.into()),
             element_web: Version("v1.12.3".into()),
+            acknowledge_unlisted: false,
         }
     }
 

@@ -168,6 +168,7 @@ mod tests {
             release: Release {
                 synapse: Version("v1.163.2".into()),
                 element_web: Version("v1.12.3".into()),
+                acknowledge_unlisted: false,
             },
             stages: vec![stage()],
             ..MessengerInstanceSpec::default()

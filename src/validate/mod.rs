@@ -7,19 +7,24 @@
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::api::values::{MAX_DURATION, MAX_DURATION_MILLIS, is_duration_shaped};
 use crate::api::{
     Duration, FederationMode, Homeserver, MessengerInstanceSpec, Registration, RegistrationMode,
     Release, Retention, Stage, StageHomeserver, effective_release, effective_retention,
+    unlisted_release_acknowledged,
 };
 use crate::settings_keys::owned::{OWNED_RETENTION_KEYS, owned_key, owned_oidc_key};
 use crate::settings_keys::synapse_keys::{KNOWN_KEYS, SYNAPSE_VERSION};
 
 use self::network::{NetworkError, SourceRanges, source_ranges};
+use self::releases::{ReleaseSupport, release_support};
 use self::schedule::{BackupSchedule, ScheduleError, backup_schedule};
 use self::windows::{ValidatedPromotion, WindowError};
 
 pub mod network;
+pub mod releases;
 pub mod schedule;
+pub mod warnings;
 pub mod windows;
 
 /// A spec problem, naming the field and the fix.
@@ -46,6 +51,10 @@ pub enum ValidationError {
         "{field}: {value:?} is not a duration; write a whole number and one unit of ms, s, m, h, d, w or y, for example 90d"
     )]
     MalformedDuration { field: String, value: String },
+    #[error(
+        "{field}: {value} is too large (maximum {MAX_DURATION}); durations beyond it are refused before any arithmetic"
+    )]
+    DurationTooLarge { field: String, value: String },
     #[error("{field} must be longer than zero; {why}")]
     ZeroDuration { field: String, why: &'static str },
     #[error(
@@ -93,7 +102,7 @@ pub enum ValidationError {
     SourceRange(#[from] NetworkError),
     #[error(transparent)]
     BackupSchedule(#[from] ScheduleError),
-    #[error("stage {stage}: {source}")]
+    #[error("spec.stages[{stage}].{source}")]
     Window {
         stage: String,
         #[source]
@@ -135,6 +144,9 @@ pub struct ValidatedStage<'a> {
     pub source_ranges: SourceRanges,
     /// The stage's promotion, its windows and soak parsed.
     pub promotion: Option<ValidatedPromotion>,
+    /// Whether the operator can vouch for the stage's Synapse release; an
+    /// unlisted one stalls this stage only.
+    pub release_support: ReleaseSupport,
 }
 
 /// Every problem of a spec, or the spec validated.
@@ -175,6 +187,7 @@ pub fn validate(spec: &MessengerInstanceSpec) -> Result<ValidatedSpec<'_>, Vec<V
         .map(|(stage, promotion)| ValidatedStage {
             spec,
             stage,
+            release_support: stage_release_support(spec, stage),
             release: effective_release(spec, stage),
             paused: spec.paused || stage.paused,
             backup_schedule: backup_schedule.clone(),
@@ -187,6 +200,25 @@ pub fn validate(spec: &MessengerInstanceSpec) -> Result<ValidatedSpec<'_>, Vec<V
         stages,
         backup_schedule,
     })
+}
+
+/// What the operator knows of a stage's Synapse release.
+pub fn stage_release_support(spec: &MessengerInstanceSpec, stage: &Stage) -> ReleaseSupport {
+    let pinned = stage
+        .release
+        .as_ref()
+        .is_some_and(|pin| pin.synapse.is_some());
+    let field = if pinned {
+        format!("spec.stages[{}].release.synapse", stage.name)
+    } else {
+        "spec.release.synapse".to_owned()
+    };
+    release_support(
+        &stage.name,
+        &field,
+        effective_release(spec, stage).synapse.as_str(),
+        unlisted_release_acknowledged(spec, stage),
+    )
 }
 
 fn instance_problems(homeserver: &Homeserver) -> Vec<ValidationError> {
@@ -273,6 +305,18 @@ fn check_duration(
     problems: &mut Vec<ValidationError>,
 ) {
     match (duration.millis(), zero) {
+        (Some(ms), _) if ms > MAX_DURATION_MILLIS => {
+            problems.push(ValidationError::DurationTooLarge {
+                field: field.to_owned(),
+                value: duration.0.clone(),
+            })
+        }
+        (None, _) if is_duration_shaped(duration.as_str()) => {
+            problems.push(ValidationError::DurationTooLarge {
+                field: field.to_owned(),
+                value: duration.0.clone(),
+            })
+        }
         (None, _) => problems.push(ValidationError::MalformedDuration {
             field: field.to_owned(),
             value: duration.0.clone(),

@@ -6,7 +6,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use thiserror::Error;
 
-use crate::api::values::parse_duration_millis;
+use crate::api::values::{MAX_DURATION, MAX_DURATION_MILLIS, parse_duration_millis};
 use crate::api::{Promotion, Weekday, Window};
 
 /// A window that cannot be evaluated; the message names the field.
@@ -20,6 +20,22 @@ pub enum WindowError {
     Start { index: usize, start: String },
     #[error("promotion.windows[{index}].duration: {duration:?} is not a duration such as 3h")]
     Duration { index: usize, duration: String },
+    #[error(
+        "promotion.windows[{index}].duration: {duration} is too large (maximum {MAX_DURATION}); a window is at most a week long, for example 3h"
+    )]
+    DurationTooLarge { index: usize, duration: String },
+    #[error(
+        "promotion.windows[{index}].duration: a zero-length window never opens, so the stage could never upgrade; give it a length such as 3h"
+    )]
+    ZeroLength { index: usize },
+    #[error(
+        "promotion.windows[{index}].months: {month} is not a month; write 1 (January) to 12 (December)"
+    )]
+    Month { index: usize, month: u8 },
+    #[error("promotion.soak: {soak} is too large (maximum {MAX_DURATION}); for example 168h")]
+    SoakTooLarge { soak: String },
+    #[error("promotion.soak: {soak:?} is not a duration such as 168h")]
+    Soak { soak: String },
 }
 
 /// A stage's promotion, parsed.
@@ -35,6 +51,26 @@ pub struct ValidatedPromotion {
 
 /// Parses a stage's promotion.
 pub fn promotion(promotion: &Promotion) -> Result<ValidatedPromotion, WindowError> {
+    if let Some(soak) = &promotion.soak {
+        match parse_duration_millis(soak.as_str()) {
+            Some(ms) if ms > MAX_DURATION_MILLIS => {
+                return Err(WindowError::SoakTooLarge {
+                    soak: soak.to_string(),
+                });
+            }
+            Some(_) => {}
+            None if crate::api::values::is_duration_shaped(soak.as_str()) => {
+                return Err(WindowError::SoakTooLarge {
+                    soak: soak.to_string(),
+                });
+            }
+            None => {
+                return Err(WindowError::Soak {
+                    soak: soak.to_string(),
+                });
+            }
+        }
+    }
     Ok(ValidatedPromotion {
         from: promotion.from.clone(),
         soak: soak(promotion),
@@ -48,9 +84,7 @@ pub fn soak(promotion: &Promotion) -> SignedDuration {
         .soak
         .as_ref()
         .and_then(|soak| parse_duration_millis(soak.as_str()))
-        .map_or(SignedDuration::ZERO, |ms| {
-            SignedDuration::from_millis(ms as i64)
-        })
+        .map_or(SignedDuration::ZERO, millis_to_duration)
 }
 
 /// Parses windows, naming the first that cannot be evaluated.
@@ -90,19 +124,43 @@ fn parse(index: usize, window: &Window) -> Result<ParsedWindow, WindowError> {
         0,
     )
     .map_err(|_| start_error())?;
-    let millis =
-        parse_duration_millis(window.duration.as_str()).ok_or_else(|| WindowError::Duration {
+    let text = window.duration.as_str();
+    let millis = match parse_duration_millis(text) {
+        Some(ms) if ms > MAX_DURATION_MILLIS => None,
+        Some(0) => return Err(WindowError::ZeroLength { index }),
+        Some(ms) => Some(ms),
+        None if crate::api::values::is_duration_shaped(text) => None,
+        None => {
+            return Err(WindowError::Duration {
+                index,
+                duration: text.to_owned(),
+            });
+        }
+    }
+    .ok_or_else(|| WindowError::DurationTooLarge {
+        index,
+        duration: text.to_owned(),
+    })?;
+    if let Some(month) = window.months.iter().find(|m| !(1..=12).contains(*m)) {
+        return Err(WindowError::Month {
             index,
-            duration: window.duration.to_string(),
-        })?;
+            month: *month,
+        });
+    }
     Ok(ParsedWindow {
         zone,
         zone_name: window.time_zone.clone(),
         days: window.days.iter().map(|day| civil_weekday(*day)).collect(),
         months: window.months.iter().map(|month| *month as i8).collect(),
         start,
-        length: SignedDuration::from_millis(millis as i64),
+        length: millis_to_duration(millis),
     })
+}
+
+/// Milliseconds as a duration, saturating: callers check `MAX_DURATION`
+/// first, so no real value comes near the limit.
+fn millis_to_duration(millis: u64) -> SignedDuration {
+    SignedDuration::from_millis(i64::try_from(millis).unwrap_or(i64::MAX))
 }
 
 fn civil_weekday(day: Weekday) -> CivilWeekday {
@@ -133,4 +191,16 @@ impl ParsedWindow {
             .timestamp();
         Some((start, start.checked_add(self.length).ok()?))
     }
+}
+
+/// How many days of the coming year a stage's windows open on; a stage
+/// whose windows open on few days may wait months for a release.
+pub fn opening_days_per_year(windows: &[ParsedWindow]) -> usize {
+    let Ok(start) = Date::new(2025, 1, 1) else {
+        return 0;
+    };
+    (0..365)
+        .filter_map(|offset| start.checked_add(jiff::Span::new().days(offset)).ok())
+        .filter(|date| windows.iter().any(|window| window.opens_on(*date)))
+        .count()
 }

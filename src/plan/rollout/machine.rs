@@ -94,6 +94,7 @@ fn from_status(status: &ReleaseStatus, fallback: &Release) -> Release {
             .element_web
             .as_deref()
             .map_or_else(|| fallback.element_web.clone(), Into::into),
+        acknowledge_unlisted: false,
     }
 }
 
@@ -591,6 +592,7 @@ mod tests {
         Release {
             synapse: Version(synapse.into()),
             element_web: Version("v1.12.3".into()),
+            acknowledge_unlisted: false,
         }
     }
 
