@@ -447,44 +447,64 @@ async fn retained_data_survives_deleting_the_instance() {
 }
 
 #[tokio::test]
-async fn invalid_instances_are_rejected_at_admission_with_their_message() {
+async fn invalid_instances_are_refused_where_the_fixture_says() {
     let admin = admin().await;
     let namespace = namespace(&admin, "invalid").await;
     let api = Api::<MessengerInstance>::namespaced(admin.clone(), &namespace);
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    assert!(files.len() >= 6, "the admission fixtures are present");
-    for file in files {
-        let text = std::fs::read_to_string(&file).unwrap();
-        let expected = text
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("# expect: "))
-            .unwrap_or_else(|| panic!("{} starts with `# expect: MESSAGE`", file.display()));
-        let body: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let fixtures = common::fixtures::invalid_fixtures();
+    assert!(fixtures.len() >= 40, "the invalid fixtures are present");
+    let operator = Operator::start(&namespace).await;
+    // Strict, as kubectl applies: unknown fields are refused, not dropped.
+    let mut strict = PatchParams::apply("test-user");
+    strict.field_validation = Some(kube::api::ValidationDirective::Strict);
+    let mut stalled = Vec::new();
+    let mut failures = Vec::new();
+    for (index, fixture) in fixtures.iter().enumerate() {
+        let file = fixture.path.display();
+        let mut body: serde_json::Value = serde_saphyr::from_str(&fixture.text).unwrap();
+        body["metadata"]["namespace"] = namespace.clone().into();
+        if fixture.refused_by == common::fixtures::RefusedBy::Operator {
+            body["metadata"]["name"] = format!("op{index}").into();
+        }
         let name = body["metadata"]["name"].as_str().unwrap().to_owned();
-        let error = api
-            .patch(
-                &name,
-                &PatchParams::apply("test-user"),
-                &Patch::Apply(&body),
-            )
-            .await
-            .expect_err(&format!("{} must be rejected", file.display()));
-        let kube::Error::Api(status) = error else {
-            panic!("{}: expected an API rejection, got {error}", file.display())
-        };
-        assert!(
-            status.message.contains(expected),
-            "{}: expected {expected:?} in {:?}",
-            file.display(),
-            status.message
-        );
+        let result = api.patch(&name, &strict, &Patch::Apply(&body)).await;
+        match (fixture.refused_by, result) {
+            (common::fixtures::RefusedBy::Admission, Ok(_)) => {
+                failures.push(format!("{file}: admission accepted it"))
+            }
+            (common::fixtures::RefusedBy::Admission, Err(kube::Error::Api(status))) => {
+                if !status.message.contains(&fixture.message) {
+                    failures.push(format!(
+                        "{file}: expected {:?} in {:?}",
+                        fixture.message, status.message
+                    ));
+                }
+            }
+            (common::fixtures::RefusedBy::Admission, Err(error)) => {
+                failures.push(format!("{file}: expected an API rejection, got {error}"))
+            }
+            (common::fixtures::RefusedBy::Operator, Err(error)) => {
+                failures.push(format!("{file}: admission refused it: {error}"))
+            }
+            (common::fixtures::RefusedBy::Operator, Ok(_)) => stalled.push((name, fixture)),
+        }
     }
+    for (name, fixture) in stalled {
+        let file = fixture.path.display();
+        let (_, reason, message) = eventually(&format!("{file} Stalled"), WAIT, || async {
+            let current = instance(&admin, &namespace, &name).await;
+            condition(&current, "Stalled").filter(|(status, _, _)| status == "True")
+        })
+        .await;
+        if !message.contains(&fixture.message) {
+            failures.push(format!(
+                "{file}: expected {:?} in the Stalled condition ({reason}): {message:?}",
+                fixture.message
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    operator.stop().await;
 
     // serverName cannot change once set.
     apply_instance(&admin, &example("minimal.yaml", &namespace)).await;
@@ -504,4 +524,31 @@ async fn invalid_instances_are_rejected_at_admission_with_their_message() {
         error.to_string().contains("serverName cannot change"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn an_object_the_api_server_refuses_shows_in_the_status() {
+    let admin = admin().await;
+    let namespace = namespace(&admin, "refused").await;
+    let operator = Operator::start(&namespace).await;
+    let mut minimal = example("minimal.yaml", &namespace);
+    // Annotation keys are checked only when the Ingress is applied.
+    minimal.spec.access.ingress = Some(caduceus::api::IngressAccess {
+        annotations: [("not a key!".to_owned(), "x".to_owned())].into(),
+        ..Default::default()
+    });
+    apply_instance(&admin, &minimal).await;
+    let (reason, message) = eventually("the refusal in the status", WAIT, || async {
+        let current = instance(&admin, &namespace, "minimal").await;
+        condition(&current, "Stalled")
+            .filter(|(status, _, _)| status == "True")
+            .map(|(_, reason, message)| (reason, message))
+    })
+    .await;
+    assert_eq!(reason, "ApplyRefused");
+    assert!(
+        message.contains("the API server refused Ingress") && message.contains("not a key!"),
+        "{message}"
+    );
+    operator.stop().await;
 }

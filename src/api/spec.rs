@@ -20,10 +20,6 @@ pub const MAX_LOCATIONS: usize = 16;
 /// stay within Kubernetes' limits.
 pub const MAX_STAGE_NAME: usize = 20;
 
-/// The message of the instance-plus-stage name length rule, naming the
-/// first stage that breaks it.
-const NAME_LENGTH_MESSAGE: &str = "'metadata.name ' + self.metadata.name + ' and the name of stage ' + self.spec.stages.filter(s, self.metadata.name.size() + s.name.size() > 42)[0].name + ' together must be at most 42 characters, so that the names of the objects made for the stage stay within the limits of Kubernetes; shorten the instance or the stage name'";
-
 /// A Matrix messenger (Synapse homeserver and Element Web client) run in one
 /// or more stages, such as beta and production, each upgraded in turn.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -40,7 +36,7 @@ const NAME_LENGTH_MESSAGE: &str = "'metadata.name ' + self.metadata.name + ' and
     printcolumn(name = "Release", type_ = "string", json_path = ".spec.release.synapse", description = "The Synapse release the train carries"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.metadata.name.size() <= 30").message("metadata.name must be at most 30 characters so that the names of the objects made for each stage stay within Kubernetes' limits"),
-    validation = Rule::new("!has(self.spec.stages) || self.spec.stages.all(s, self.metadata.name.size() + s.name.size() <= 42)").message(kube::core::cel::Message::Expression(NAME_LENGTH_MESSAGE.into())),
+    validation = Rule::new("!has(self.spec.stages) || self.spec.stages.all(s, self.metadata.name.size() + s.name.size() <= 42)").message("metadata.name and a stage name together must be at most 42 characters, so that the names of the objects made for each stage stay within the limits of Kubernetes; shorten the instance or the stage name"),
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -51,26 +47,17 @@ const NAME_LENGTH_MESSAGE: &str = "'metadata.name ' + self.metadata.name + ' and
     },
     {
         "rule": "self.stages.all(s, self.stages.exists_one(t, t.serverName == s.serverName))",
-        "message": "stages[].serverName must differ between stages: each stage is its own homeserver",
-        "messageExpression": "'stages[].serverName ' + self.stages.filter(s, !self.stages.exists_one(t, t.serverName == s.serverName))[0].serverName + ' is used by more than one stage (' + self.stages.filter(s, !self.stages.exists_one(t, t.serverName == s.serverName)).map(s, s.name).join(', ') + '); give each stage its own server name, for example beta.messenger.example.org'",
-        "fieldPath": ".stages",
-    },
-    {
-        "rule": "self.stages.all(s, !has(s.promotion) || s.promotion.from != s.name)",
-        "message": "stages[].promotion.from must name another stage, not the stage itself",
-        "messageExpression": "'stages[' + self.stages.filter(s, has(s.promotion) && s.promotion.from == s.name)[0].name + '].promotion.from names the stage itself; name the earlier stage it takes releases from, for example beta'",
+        "message": "stages[].serverName must differ between stages: each stage is its own homeserver, and two stages with one server name would claim the same users and rooms; give each stage its own server name, for example beta.messenger.example.org",
         "fieldPath": ".stages",
     },
     {
         "rule": "self.stages.all(s, !has(s.promotion) || self.stages.exists(t, t.name == s.promotion.from))",
         "message": "stages[].promotion.from must name another stage of spec.stages",
-        "messageExpression": "'stages[' + self.stages.filter(s, has(s.promotion) && !self.stages.exists(t, t.name == s.promotion.from))[0].name + '].promotion.from must name another stage of spec.stages; ' + self.stages.filter(s, has(s.promotion) && !self.stages.exists(t, t.name == s.promotion.from))[0].promotion.from + ' is not one'",
         "fieldPath": ".stages",
     },
     {
         "rule": "self.stages.all(i, s, !has(s.promotion) || self.stages.exists(j, t, j < i && t.name == s.promotion.from))",
         "message": "stages[].promotion.from must name a stage listed earlier in spec.stages (for example production promotes from beta, so beta comes first)",
-        "messageExpression": "'stages[' + self.stages.transformList(i, s, has(s.promotion) && !self.stages.exists(j, t, j < i && t.name == s.promotion.from), s.name)[0] + '].promotion.from must name a stage listed earlier in spec.stages (for example production promotes from beta, so beta comes first); a stage cannot promote from itself or from a later stage, so promotions form no cycle'",
         "fieldPath": ".stages",
     },
     {
@@ -329,6 +316,7 @@ pub struct Registration {
     pub mode: RegistrationMode,
     /// OIDC providers for `sso`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
     pub oidc_providers: Vec<OidcProvider>,
 }
 
@@ -658,6 +646,11 @@ pub struct Location {
 /// A stage: one homeserver with its own name, database, data and release.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.promotion) || self.promotion.from != self.name",
+    "message": "promotion.from names the stage itself; name the earlier stage it takes releases from, for example beta",
+    "messageExpression": "'stage ' + self.name + ': promotion.from names the stage itself; name the earlier stage it takes releases from, for example beta'",
+}]))]
 pub struct Stage {
     /// The stage's name, for example `beta` or `production`.
     #[schemars(length(min = 1, max = 20))]

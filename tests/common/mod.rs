@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod fixtures;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
