@@ -552,3 +552,41 @@ async fn an_object_the_api_server_refuses_shows_in_the_status() {
     );
     operator.stop().await;
 }
+
+#[tokio::test]
+async fn children_of_accepted_generated_specs_pass_a_server_side_dry_run() {
+    let admin = admin().await;
+    let namespace = namespace(&admin, "dryrun").await;
+    let mut params = PatchParams::apply("dry-run-test");
+    params.dry_run = true;
+    let mut accepted = 0;
+    let mut failures = Vec::new();
+    for (_, typed) in common::generated::generated_instances(40) {
+        let Some(mut instance) = typed else { continue };
+        instance.metadata.namespace = Some(namespace.clone());
+        instance.metadata.uid = Some("00000000-0000-0000-0000-000000000001".into());
+        let Ok(children) = caduceus::render::render_objects(&instance, None) else {
+            continue;
+        };
+        accepted += 1;
+        for child in children {
+            let api: Api<kube::api::DynamicObject> =
+                Api::namespaced_with(admin.clone(), &namespace, &child.resource);
+            if let Err(error) = api
+                .patch(
+                    &child.object.name_any(),
+                    &params,
+                    &Patch::Apply(&child.object),
+                )
+                .await
+            {
+                failures.push(format!("{}: {error}", child.describe()));
+            }
+        }
+    }
+    assert!(
+        accepted >= 5,
+        "enough generated specs are accepted ({accepted})"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod generated;
 
 use std::future::Future;
 use std::path::PathBuf;
