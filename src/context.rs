@@ -5,11 +5,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
 use tracing::warn;
 
 use crate::api::MessengerInstance;
@@ -39,6 +41,9 @@ pub struct Context {
     recorder: Recorder,
     clock: Arc<dyn Clock>,
     failures: Mutex<HashMap<String, u32>>,
+    /// Key names of the Secrets the specs refer to (`observe::referenced`);
+    /// `None` where nothing watches them, and then nothing is checked.
+    pub referenced_secrets: Option<Store<Secret>>,
 }
 
 /// The first retry delay after a failed reconcile; it doubles per failure.
@@ -61,7 +66,14 @@ impl Context {
             metrics,
             clock,
             failures: Mutex::default(),
+            referenced_secrets: None,
         }
+    }
+
+    /// Checks referenced Secrets against this key-only cache.
+    pub fn with_referenced_secrets(mut self, store: Store<Secret>) -> Self {
+        self.referenced_secrets = Some(store);
+        self
     }
 
     /// The one writer of a reconcile.

@@ -19,6 +19,7 @@ use crate::context::Context;
 use crate::desired::keys::{StageSecrets, keys_secret};
 use crate::desired::{Child, Ownership};
 use crate::observe;
+use crate::observe::referenced;
 use crate::pipeline;
 use crate::plan::keys::{self, Keys};
 use crate::plan::{self, StageView};
@@ -64,6 +65,10 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     ctx.stores.wait_ready().await;
+    if let Some(store) = &ctx.referenced_secrets {
+        // A cache still listing would report every Secret missing.
+        let _ = store.wait_until_ready().await;
+    }
     let namespace = instance.namespace().ok_or(ReconcileError::NoNamespace)?;
     let applier = ctx.applier();
     if instance.metadata.deletion_timestamp.is_some() {
@@ -144,7 +149,7 @@ pub async fn reconcile(
     let stages: Vec<StageStatus> = plan.stages.into_iter().map(|o| o.status).collect();
     record_metrics(&ctx, &namespace, &instance.name_any(), &stages);
     let settled = stall.is_some() || stages.iter().all(|s| s.phase == StagePhase::Ready);
-    let next = status::next_status(
+    let mut next = status::next_status(
         &instance,
         &previous,
         stages,
@@ -152,6 +157,17 @@ pub async fn reconcile(
         &now,
         validated.backup_schedule.as_ref().map(Ok),
     );
+    if let Some(store) = &ctx.referenced_secrets {
+        let missing = referenced::missing_secrets(&instance.spec, |name| {
+            referenced::cached_keys(store, &namespace, name)
+        });
+        next.conditions.push(status::secrets_resolved(
+            &previous,
+            &missing,
+            instance.metadata.generation,
+            &now,
+        ));
+    }
     write_status(&instance, &ctx, &applier, &previous, next, stall.as_ref()).await?;
     Ok(Action::requeue(if settled {
         RESYNC

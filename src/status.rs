@@ -17,6 +17,7 @@ pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 pub const DEGRADED: &str = "Degraded";
+pub const SECRETS_RESOLVED: &str = "SecretsResolved";
 
 /// Why the instance cannot make progress without a change from a person;
 /// shown as the `Stalled` condition's reason.
@@ -217,6 +218,34 @@ pub fn degraded(
     )
 }
 
+/// `SecretsResolved`: every Secret key the spec refers to exists
+/// (`missing` from `observe::referenced::missing_secrets`).
+pub fn secrets_resolved(
+    previous: &MessengerInstanceStatus,
+    missing: &[String],
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    let (status, reason, message) = if missing.is_empty() {
+        (
+            true,
+            "AllSecretsFound",
+            "every referenced Secret and key exists".to_owned(),
+        )
+    } else {
+        (false, "SecretMissing", missing.join("; "))
+    };
+    condition(
+        &previous.conditions,
+        SECRETS_RESOLVED,
+        status,
+        reason.into(),
+        message,
+        generation,
+        now,
+    )
+}
+
 /// The condition of one type.
 pub fn find_condition<'a>(
     status: &'a MessengerInstanceStatus,
@@ -344,6 +373,16 @@ pub fn notices(
             stalled: false,
             reason: "Degraded".into(),
             note: degraded.message.clone(),
+        });
+    }
+    if let Some(missing) = find_condition(next, SECRETS_RESOLVED).filter(|c| c.status == "False")
+        && find_condition(previous, SECRETS_RESOLVED).map(|c| &c.message) != Some(&missing.message)
+    {
+        notices.push(Notice {
+            warning: true,
+            stalled: false,
+            reason: missing.reason.clone(),
+            note: missing.message.clone(),
         });
     }
     let was_stalled = find_condition(previous, STALLED).is_some_and(|c| c.status == "True");

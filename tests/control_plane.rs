@@ -590,3 +590,85 @@ async fn children_of_accepted_generated_specs_pass_a_server_side_dry_run() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[tokio::test]
+async fn a_missing_referenced_secret_or_key_is_named_in_the_status_until_it_appears() {
+    let admin = admin().await;
+    let namespace = namespace(&admin, "referenced").await;
+    let operator = Operator::start(&namespace).await;
+    let mut minimal = example("minimal.yaml", &namespace);
+    minimal.spec.backups = Some(caduceus::api::Backups {
+        schedule: "30 1 * * *".into(),
+        keep: Default::default(),
+        repository: caduceus::api::Repository {
+            pvc: Some(caduceus::api::PvcRepository {
+                size: "1Gi".into(),
+                storage_class_name: None,
+            }),
+            s3: None,
+        },
+        password_secret_ref: caduceus::api::SecretRef {
+            name: "backup-password".into(),
+        },
+    });
+    apply_instance(&admin, &minimal).await;
+    let secrets_condition = |expected_status: &'static str, part: &'static str| {
+        let admin = admin.clone();
+        let namespace = namespace.clone();
+        async move {
+            eventually(
+                &format!("SecretsResolved={expected_status} with {part:?}"),
+                WAIT,
+                || async {
+                    let current = instance(&admin, &namespace, "minimal").await;
+                    condition(&current, "SecretsResolved")
+                        .filter(|(status, _, message)| {
+                            status == expected_status && message.contains(part)
+                        })
+                        .map(|(_, _, message)| message)
+                },
+            )
+            .await
+        }
+    };
+    let missing = secrets_condition(
+        "False",
+        "spec.backups.passwordSecretRef: Secret backup-password does not exist",
+    )
+    .await;
+    assert!(missing.contains("stages main"), "{missing}");
+
+    // A Secret with the wrong key: named, and its value never shown.
+    let secrets = Api::<Secret>::namespaced(admin.clone(), &namespace);
+    let mut secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("backup-password".into()),
+            ..Default::default()
+        },
+        string_data: Some([("passwd".to_owned(), "hunter2".to_owned())].into()),
+        ..Default::default()
+    };
+    secrets
+        .create(&kube::api::PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let wrong_key = secrets_condition(
+        "False",
+        "Secret backup-password has no key password (it has: passwd)",
+    )
+    .await;
+    assert!(!wrong_key.contains("hunter2"), "{wrong_key}");
+
+    secret.string_data = Some([("password".to_owned(), "hunter2".to_owned())].into());
+    secrets
+        .replace("backup-password", &kube::api::PostParams::default(), &{
+            let mut current = secrets.get("backup-password").await.unwrap();
+            current.string_data = secret.string_data.clone();
+            current.data = None;
+            current
+        })
+        .await
+        .unwrap();
+    secrets_condition("True", "every referenced Secret and key exists").await;
+    operator.stop().await;
+}

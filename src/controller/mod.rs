@@ -23,6 +23,7 @@ use crate::context::{Clock, Context, SystemClock};
 use crate::http;
 use crate::metrics::Metrics;
 use crate::names::INSTANCE_LABEL;
+use crate::observe::referenced;
 use crate::observe::stores::{ChildStores, child_kinds, cloudnative_pg_installed, watch_selector};
 use crate::reconcile::{ReconcileError, reconcile};
 
@@ -144,17 +145,20 @@ pub async fn run_with_clock(
         controller = controller.watches_stream_with(stream, owning_instance, resource);
     }
     let stores = ChildStores::new(stores);
+    // Secrets the specs refer to (issue 12): key names only, see observe::referenced.
+    let (referenced_secrets, referenced_changes) = referenced::watch(&client, namespace);
+    let instances = controller.store();
+    controller = controller.watches_stream(referenced_changes, move |secret| {
+        referenced::instances_referencing(&secret, &instances)
+    });
     let reporter = Reporter {
         controller: "caduceus".into(),
         instance: Some(options.identity.clone()),
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        stores.clone(),
-        metrics,
-        clock,
-        reporter,
-    ));
+    let ctx = Arc::new(
+        Context::new(client.clone(), stores.clone(), metrics, clock, reporter)
+            .with_referenced_secrets(referenced_secrets),
+    );
 
     {
         let stores = stores.clone();

@@ -4,6 +4,7 @@
 
 pub mod jobs;
 pub mod readiness;
+pub mod referenced;
 pub mod stores;
 
 use std::sync::Arc;
