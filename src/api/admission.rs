@@ -25,6 +25,11 @@ pub fn admission_errors(instance: &MessengerInstance) -> Vec<String> {
             .map(|line| line.trim_start_matches("  - ").to_owned())
             .collect(),
     };
+    for error in &mut errors {
+        if let Some(detail) = naming_detail(instance, error) {
+            error.push_str(&detail);
+        }
+    }
     let stages = &instance.spec.stages;
     // The API server names the first such stage (messageExpression); so
     // does this.
@@ -42,6 +47,46 @@ pub fn admission_errors(instance: &MessengerInstance) -> Vec<String> {
         ));
     }
     errors
+}
+
+/// Which stage breaks a rule whose CRD message cannot say (a
+/// messageExpression over the stage list exceeds the API server's CEL cost
+/// budget): added offline, after the message the API server gives.
+fn naming_detail(instance: &MessengerInstance, error: &str) -> Option<String> {
+    let stages = &instance.spec.stages;
+    let name = instance.metadata.name.as_deref().unwrap_or_default();
+    if error.contains("stages[].serverName must differ") {
+        let stage = stages.iter().enumerate().find(|(index, stage)| {
+            stages[..*index]
+                .iter()
+                .any(|earlier| earlier.server_name == stage.server_name)
+        })?;
+        let first = stages
+            .iter()
+            .find(|earlier| earlier.server_name == stage.1.server_name)?;
+        return Some(format!(
+            " (stages {} and {} both use {})",
+            first.name, stage.1.name, stage.1.server_name
+        ));
+    }
+    if error.contains("metadata.name and a stage name together") {
+        let stage = stages
+            .iter()
+            .find(|stage| name.len() + stage.name.len() > super::spec::MAX_INSTANCE_AND_STAGE_NAME)?;
+        return Some(format!(
+            " (metadata.name {name} and stage {} have {} characters)",
+            stage.name,
+            name.len() + stage.name.len()
+        ));
+    }
+    if error.contains("promotion.from must name another stage of spec.stages") {
+        let (stage, from) = stages.iter().find_map(|stage| {
+            let from = &stage.promotion.as_ref()?.from;
+            (!stages.iter().any(|other| &other.name == from)).then_some((&stage.name, from))
+        })?;
+        return Some(format!(" (stage {stage} names {from}, which is not a stage)"));
+    }
+    None
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ pub const MAX_LOCATIONS: usize = 16;
 /// Stage names are short so that derived object names (`INSTANCE-STAGE-…`)
 /// stay within Kubernetes' limits.
 pub const MAX_STAGE_NAME: usize = 20;
+/// The longest instance name plus stage name (the CRD's rule).
+pub const MAX_INSTANCE_AND_STAGE_NAME: usize = 42;
 
 /// A Matrix messenger (Synapse homeserver and Element Web client) run in one
 /// or more stages, such as beta and production, each upgraded in turn.
