@@ -196,16 +196,25 @@ fn condition(
 
 /// `Degraded`: the instance runs, but something needs attention (a stage's
 /// data placed away from its Synapse, a stage rolled back).
+/// The reason is the rule's when every warning comes from one rule (for
+/// example `AdminRangeOpen`), else `NeedsAttention`.
 pub fn degraded(
     previous: &MessengerInstanceStatus,
-    warnings: &[String],
+    warnings: &[(&'static str, String)],
     generation: Option<i64>,
     now: &Time,
 ) -> Condition {
-    let (status, reason, message) = if warnings.is_empty() {
-        (false, "NoWarnings", "nothing needs attention".to_owned())
-    } else {
-        (true, "NeedsAttention", warnings.join("; "))
+    let (status, reason, message) = match warnings.first() {
+        None => (false, "NoWarnings", "nothing needs attention".to_owned()),
+        Some((first, _)) => {
+            let reason = if warnings.iter().all(|(reason, _)| reason == first) {
+                first
+            } else {
+                "NeedsAttention"
+            };
+            let messages: Vec<&str> = warnings.iter().map(|(_, m)| m.as_str()).collect();
+            (true, reason, messages.join("; "))
+        }
     };
     condition(
         &previous.conditions,
@@ -267,7 +276,7 @@ pub fn next_status(
     now: &Time,
     backup_schedule: BackupScheduleCheck<'_>,
 ) -> MessengerInstanceStatus {
-    let warnings: Vec<String> = instance
+    let warnings: Vec<(&'static str, String)> = instance
         .spec
         .stages
         .iter()
@@ -285,7 +294,12 @@ pub fn next_status(
                 }),
         )
         .chain(backup_warnings(instance, backup_schedule, &stages, now))
-        .chain(crate::validate::warnings::spec_warnings(&instance.spec))
+        .map(|warning| ("NeedsAttention", warning))
+        .chain(
+            crate::validate::warnings::spec_warnings(&instance.spec)
+                .into_iter()
+                .map(|warning| (warning.reason, warning.message)),
+        )
         .collect();
     let generation = instance.metadata.generation;
     let mut next = instance_status(Some(previous), generation, stages, stall, now);
@@ -371,7 +385,7 @@ pub fn notices(
         notices.push(Notice {
             warning: true,
             stalled: false,
-            reason: "Degraded".into(),
+            reason: degraded.reason.clone(),
             note: degraded.message.clone(),
         });
     }
@@ -606,7 +620,7 @@ mod tests {
         assert_eq!(notices.len(), 2, "{notices:?}");
         assert!(notices[0].warning);
         assert_eq!(notices[0].reason, "StageFailed");
-        assert_eq!(notices[1].reason, "Degraded");
+        assert_eq!(notices[1].reason, "NeedsAttention");
         assert_eq!(notices[1].note, "stage beta: the smoke test failed");
         let again = next_status(&instance, &next, vec![failed], None, &at(3));
         assert_eq!(

@@ -672,3 +672,50 @@ async fn a_missing_referenced_secret_or_key_is_named_in_the_status_until_it_appe
     secrets_condition("True", "every referenced Secret and key exists").await;
     operator.stop().await;
 }
+
+#[tokio::test]
+async fn an_acknowledged_unlisted_release_runs_with_a_degraded_warning_and_an_event() {
+    let admin = admin().await;
+    let namespace = namespace(&admin, "unlisted").await;
+    let operator = Operator::start(&namespace).await;
+    let mut minimal = example("minimal.yaml", &namespace);
+    minimal.spec.release.synapse = "v1.170.0".into();
+    minimal.spec.release.acknowledge_unlisted = true;
+    apply_instance(&admin, &minimal).await;
+    // The stage proceeds: its workloads are created, nothing stalls.
+    eventually("minimal-main-synapse", WAIT, || {
+        let api = Api::<StatefulSet>::namespaced(admin.clone(), &namespace);
+        async move { api.get_opt("minimal-main-synapse").await.unwrap() }
+    })
+    .await;
+    let (reason, message) = eventually("Degraded", WAIT, || async {
+        let current = instance(&admin, &namespace, "minimal").await;
+        condition(&current, "Degraded")
+            .filter(|(status, _, _)| status == "True")
+            .map(|(_, reason, message)| (reason, message))
+    })
+    .await;
+    assert_eq!(reason, "UnlistedReleaseAcknowledged");
+    assert!(
+        message.contains(
+            "stage main: spec.release.synapse v1.170.0 is not in the operator's schema table"
+        ),
+        "{message}"
+    );
+    let stalled = condition(&instance(&admin, &namespace, "minimal").await, "Stalled").unwrap();
+    assert_eq!(stalled.0, "False", "{stalled:?}");
+    eventually("the UnlistedReleaseAcknowledged Event", WAIT, || async {
+        let events =
+            Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), &namespace)
+                .list(&Default::default())
+                .await
+                .unwrap();
+        events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("UnlistedReleaseAcknowledged"))
+            .then_some(())
+    })
+    .await;
+    operator.stop().await;
+}

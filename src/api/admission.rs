@@ -70,9 +70,9 @@ fn naming_detail(instance: &MessengerInstance, error: &str) -> Option<String> {
         ));
     }
     if error.contains("metadata.name and a stage name together") {
-        let stage = stages
-            .iter()
-            .find(|stage| name.len() + stage.name.len() > super::spec::MAX_INSTANCE_AND_STAGE_NAME)?;
+        let stage = stages.iter().find(|stage| {
+            name.len() + stage.name.len() > super::spec::MAX_INSTANCE_AND_STAGE_NAME
+        })?;
         return Some(format!(
             " (metadata.name {name} and stage {} have {} characters)",
             stage.name,
@@ -84,7 +84,9 @@ fn naming_detail(instance: &MessengerInstance, error: &str) -> Option<String> {
             let from = &stage.promotion.as_ref()?.from;
             (!stages.iter().any(|other| &other.name == from)).then_some((&stage.name, from))
         })?;
-        return Some(format!(" (stage {stage} names {from}, which is not a stage)"));
+        return Some(format!(
+            " (stage {stage} names {from}, which is not a stage)"
+        ));
     }
     None
 }

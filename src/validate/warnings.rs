@@ -11,16 +11,27 @@ use super::windows::{opening_days_per_year, parse_windows};
 /// weeks at a time.
 const RARE_WINDOW_DAYS: usize = 12;
 
-/// The warnings of a spec, each naming the field, the stage where it has
-/// one, and what to change.
-pub fn spec_warnings(spec: &MessengerInstanceSpec) -> Vec<String> {
+/// A warning: the rule's name (the `Degraded` reason and the Event's) and
+/// what it found, naming the field, the stage where it has one, and what to
+/// change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The warnings of a spec.
+pub fn spec_warnings(spec: &MessengerInstanceSpec) -> Vec<Warning> {
     let mut warnings = Vec::new();
     if spec.access.ingress.is_some() {
         for (index, range) in spec.access.admin_source_ranges.iter().enumerate() {
             if is_whole_internet(range) {
-                warnings.push(format!(
-                    "spec.access.adminSourceRanges[{index}]: {range} opens the admin API to the whole internet; list the administrators' networks instead, for example 10.1.2.0/24"
-                ));
+                warnings.push(Warning {
+                    reason: "AdminRangeOpen",
+                    message: format!(
+                        "spec.access.adminSourceRanges[{index}]: {range} opens the admin API to the whole internet; list the administrators' networks instead, for example 10.1.2.0/24"
+                    ),
+                });
             }
         }
     }
@@ -31,15 +42,21 @@ pub fn spec_warnings(spec: &MessengerInstanceSpec) -> Vec<String> {
         {
             let days = opening_days_per_year(&windows);
             if days < RARE_WINDOW_DAYS {
-                warnings.push(format!(
-                    "spec.stages[{}].promotion.windows: the windows open on only {days} days a year, so stage {} may wait months for a release; add days or months",
-                    stage.name, stage.name
-                ));
+                warnings.push(Warning {
+                    reason: "RareWindows",
+                    message: format!(
+                        "spec.stages[{}].promotion.windows: the windows open on only {days} days a year, so stage {} may wait months for a release; add days or months",
+                        stage.name, stage.name
+                    ),
+                });
             }
         }
         if let ReleaseSupport::AcknowledgedUnlisted { warning } = stage_release_support(spec, stage)
         {
-            warnings.push(warning);
+            warnings.push(Warning {
+                reason: "UnlistedReleaseAcknowledged",
+                message: warning,
+            });
         }
     }
     warnings
@@ -62,7 +79,7 @@ mod tests {
     fn open_admin_rare_windows_and_acknowledged_releases_warn() {
         let mut spec = MessengerInstanceSpec::default();
         spec.release.synapse = "v1.163.2".into();
-        assert_eq!(spec_warnings(&spec), Vec::<String>::new());
+        assert!(spec_warnings(&spec).is_empty());
         spec.access.ingress = Some(IngressAccess::default());
         spec.access.admin_source_ranges = vec!["10.0.0.0/8".into(), "0.0.0.0/0".into()];
         spec.stages.push(Stage {
@@ -82,7 +99,10 @@ mod tests {
         });
         spec.release.synapse = "v1.200.0".into();
         spec.release.acknowledge_unlisted = true;
-        let warnings = spec_warnings(&spec);
+        let warnings: Vec<String> = spec_warnings(&spec)
+            .into_iter()
+            .map(|warning| warning.message)
+            .collect();
         assert_eq!(warnings.len(), 3, "{warnings:?}");
         assert!(warnings[0].contains("adminSourceRanges[1]: 0.0.0.0/0"));
         assert!(warnings[1].contains("spec.stages[production].promotion.windows"));
