@@ -88,7 +88,7 @@ pub async fn reconcile(
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("; ");
-            let stall = Stall::new(StallReason::InvalidSpec, message);
+            let stall = Stall::new(crate::validate::stall_reason(&problems), message);
             let stages = previous.stages.clone();
             let schedule = crate::validate::schedule::backup_schedule(&instance.spec);
             let next = status::next_status(

@@ -23,8 +23,12 @@ pub const SECRETS_RESOLVED: &str = "SecretsResolved";
 /// shown as the `Stalled` condition's reason.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StallReason {
-    /// A rule the schema cannot express is broken.
+    /// A rule the schema cannot express is broken (several rules, or one
+    /// without a name of its own).
     InvalidSpec,
+    /// One named rule of `validate` is broken, for example
+    /// `DurationTooLarge` or `MaintenanceWindow`.
+    SpecRule(&'static str),
     /// A stage's keys Secret is gone, or a restore needs it first.
     KeysMissing,
     /// A stage's keys Secret lacks some of its keys.
@@ -40,6 +44,7 @@ impl StallReason {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InvalidSpec => "InvalidSpec",
+            Self::SpecRule(rule) => rule,
             Self::KeysMissing => "KeysMissing",
             Self::KeysIncomplete => "KeysIncomplete",
             Self::UnlistedRelease => "UnlistedRelease",

@@ -467,6 +467,19 @@ async fn invalid_instances_are_refused_where_the_fixture_says() {
             body["metadata"]["name"] = format!("op{index}").into();
         }
         let name = body["metadata"]["name"].as_str().unwrap().to_owned();
+        // The offline check refuses it too, with its message.
+        match caduceus::render::load_instance(&fixture.path)
+            .and_then(|instance| caduceus::render::render_objects(&instance, None).map(|_| ()))
+        {
+            Ok(()) => failures.push(format!("{file}: render accepted it")),
+            Err(error) if !error.to_string().contains(&fixture.render_message) => {
+                failures.push(format!(
+                    "{file}: render said {error}, expected {:?}",
+                    fixture.render_message
+                ))
+            }
+            Err(_) => {}
+        }
         let result = api.patch(&name, &strict, &Patch::Apply(&body)).await;
         match (fixture.refused_by, result) {
             (common::fixtures::RefusedBy::Admission, Ok(_)) => {
@@ -500,6 +513,16 @@ async fn invalid_instances_are_refused_where_the_fixture_says() {
             failures.push(format!(
                 "{file}: expected {:?} in the Stalled condition ({reason}): {message:?}",
                 fixture.message
+            ));
+        }
+        if fixture
+            .reason
+            .as_deref()
+            .is_some_and(|expected| expected != reason)
+        {
+            failures.push(format!(
+                "{file}: expected the Stalled reason {:?}, got {reason}",
+                fixture.reason
             ));
         }
     }

@@ -110,6 +110,51 @@ pub enum ValidationError {
     },
 }
 
+impl ValidationError {
+    /// The rule broken, as the `Stalled` condition's reason.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Self::OwnedSetting { .. } => "OwnedSetting",
+            Self::UnknownSetting { .. } => "UnknownSetting",
+            Self::SettingsNotAMap { .. } => "SettingsNotAMap",
+            Self::MalformedDuration { .. } => "MalformedDuration",
+            Self::DurationTooLarge { .. } => "DurationTooLarge",
+            Self::ZeroDuration { .. } => "ZeroDuration",
+            Self::RetentionMinAboveMax { .. } | Self::RetentionDefaultOutsideAllowed { .. } => {
+                "RetentionBounds"
+            }
+            Self::MissingClientSecretRef { .. }
+            | Self::InvalidOidcId { .. }
+            | Self::DuplicateOidcId { .. } => "OidcProvider",
+            Self::SsoWithoutProviders { .. } | Self::ProvidersWithoutSso { .. } => "Registration",
+            Self::EmptyAllowlist { .. } | Self::AllowlistWithoutMode { .. } => "Federation",
+            Self::SourceRange(_) => "SourceRange",
+            Self::BackupSchedule(_) => "BackupSchedule",
+            Self::Window {
+                source: WindowError::SoakTooLarge { .. } | WindowError::DurationTooLarge { .. },
+                ..
+            } => "DurationTooLarge",
+            Self::Window {
+                source: WindowError::Soak { .. },
+                ..
+            } => "MalformedDuration",
+            Self::Window { .. } => "MaintenanceWindow",
+        }
+    }
+}
+
+/// The reason a spec with these problems stalls: the rule's name when one
+/// rule is broken, else `InvalidSpec`.
+pub fn stall_reason(problems: &[ValidationError]) -> crate::status::StallReason {
+    use crate::status::StallReason;
+    match problems.first() {
+        Some(first) if problems.iter().all(|p| p.rule() == first.rule()) => {
+            StallReason::SpecRule(first.rule())
+        }
+        _ => StallReason::InvalidSpec,
+    }
+}
+
 fn did_you_mean(suggestion: &Option<&'static str>) -> String {
     suggestion
         .map(|s| format!(" (did you mean {s}?)"))

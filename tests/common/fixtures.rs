@@ -5,6 +5,7 @@
 //! # refused-by: admission          (the API server) or operator (Stalled)
 //! # message: TEXT                  (in render's error and in the refusal)
 //! # render-message: TEXT           (optional: render's, where its wording differs)
+//! # reason: RULE                   (operator only: the Stalled condition's reason)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ pub struct InvalidFixture {
     pub refused_by: RefusedBy,
     pub message: String,
     pub render_message: String,
+    /// The `Stalled` reason, for what the operator refuses.
+    pub reason: Option<String>,
 }
 
 fn header<'a>(text: &'a str, key: &str) -> Option<&'a str> {
@@ -60,7 +63,9 @@ pub fn invalid_fixtures() -> Vec<InvalidFixture> {
             let render_message = header(&text, "render-message")
                 .map(str::to_owned)
                 .unwrap_or_else(|| message.clone());
+            let reason = header(&text, "reason").map(str::to_owned);
             InvalidFixture {
+                reason,
                 path,
                 text,
                 refused_by,
