@@ -78,13 +78,16 @@ pub fn promotion(promotion: &Promotion) -> Result<ValidatedPromotion, WindowErro
     })
 }
 
-/// The soak time of a promotion (zero when not set).
+/// The soak time of a promotion (zero when not set). A soak that cannot be
+/// computed with (too large, or not a duration; `validate` refuses both) is
+/// as long as can be, so that no gate opens early because of it.
 pub fn soak(promotion: &Promotion) -> SignedDuration {
-    promotion
-        .soak
-        .as_ref()
-        .and_then(|soak| parse_duration_millis(soak.as_str()))
-        .map_or(SignedDuration::ZERO, millis_to_duration)
+    match &promotion.soak {
+        None => SignedDuration::ZERO,
+        Some(soak) => parse_duration_millis(soak.as_str())
+            .filter(|ms| *ms <= MAX_DURATION_MILLIS)
+            .map_or(SignedDuration::MAX, millis_to_duration),
+    }
 }
 
 /// Parses windows, naming the first that cannot be evaluated.
@@ -203,4 +206,66 @@ pub fn opening_days_per_year(windows: &[ParsedWindow]) -> usize {
         .filter_map(|offset| start.checked_add(jiff::Span::new().days(offset)).ok())
         .filter(|date| windows.iter().any(|window| window.opens_on(*date)))
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn promotion(soak: &str, duration: &str) -> Promotion {
+        Promotion {
+            from: "beta".into(),
+            soak: Some(soak.into()),
+            windows: vec![Window {
+                start: "02:00".into(),
+                duration: duration.into(),
+                time_zone: "UTC".into(),
+                ..Window::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn durations_beyond_the_maximum_are_refused_and_never_shorten_a_gate() {
+        let huge = promotion("99999999999999999999y", "3h");
+        assert_eq!(
+            super::promotion(&huge).unwrap_err(),
+            WindowError::SoakTooLarge {
+                soak: "99999999999999999999y".into()
+            }
+        );
+        // Overflowing u64 milliseconds, or above the maximum: the longest
+        // soak, never zero.
+        assert_eq!(soak(&huge), SignedDuration::MAX);
+        assert_eq!(soak(&promotion("101y", "3h")), SignedDuration::MAX);
+        assert_eq!(
+            soak(&promotion("7d", "3h")),
+            SignedDuration::from_hours(168)
+        );
+        assert!(matches!(
+            super::promotion(&promotion("7d", "9999999999999d")),
+            Err(WindowError::DurationTooLarge { index: 0, .. })
+        ));
+        assert!(matches!(
+            super::promotion(&promotion("7d", "0h")),
+            Err(WindowError::ZeroLength { index: 0 })
+        ));
+        let mut months = promotion("7d", "3h");
+        months.windows[0].months = vec![13];
+        assert!(matches!(
+            super::promotion(&months),
+            Err(WindowError::Month {
+                index: 0,
+                month: 13
+            })
+        ));
+    }
+
+    #[test]
+    fn the_longest_window_ends_without_overflow() {
+        let window = super::promotion(&promotion("7d", "100y")).unwrap().windows[0].clone();
+        let date = Date::new(2026, 12, 4).unwrap();
+        let (start, end) = window.span_on(date).expect("a span");
+        assert!(end > start);
+    }
 }
