@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use jsonschema::{Draft, Validator};
 use kube::CustomResourceExt;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::MessengerInstance;
 
@@ -73,10 +73,13 @@ fn structural(node: &mut Value) {
             json!([{"type": "integer"}, {"type": "string"}]),
         );
     }
-    if map.remove("nullable") == Some(Value::Bool(true))
-        && let Some(Value::String(kind)) = map.get("type").cloned()
-    {
-        map.insert("type".into(), json!([kind, "null"]));
+    if map.remove("nullable") == Some(Value::Bool(true)) {
+        if let Some(Value::String(kind)) = map.get("type").cloned() {
+            map.insert("type".into(), json!([kind, "null"]));
+        }
+        if let Some(Value::Array(allowed)) = map.get_mut("enum") {
+            allowed.push(Value::Null);
+        }
     }
     let preserves = map.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
     let is_object = map.get("type").and_then(Value::as_str) == Some("object")
@@ -85,10 +88,10 @@ fn structural(node: &mut Value) {
             .and_then(Value::as_array)
             .is_some_and(|kinds| kinds.contains(&json!("object")));
     if is_object && !preserves && !map.contains_key("additionalProperties") {
-        // A structural schema prunes (strict validation refuses) every
-        // field it does not declare; a map without `properties` declares
-        // none, which is how the API server treats `metadata` too, except
-        // that metadata is checked by the server itself.
+        // A structural schema prunes (strict field validation refuses)
+        // every field it does not declare. An object without `properties`
+        // or `additionalProperties` is left open: the generated schema has
+        // none that holds data.
         if map.contains_key("properties") {
             map.insert("additionalProperties".into(), Value::Bool(false));
         }
@@ -109,14 +112,6 @@ fn structural(node: &mut Value) {
         }
     }
     map.retain(|key, _| !key.starts_with("x-kubernetes-"));
-    keep_only_known(map);
-}
-
-/// Drops OpenAPI keywords JSON Schema draft 4 does not know, so that none
-/// is misread.
-fn keep_only_known(map: &mut Map<String, Value>) {
-    map.remove("example");
-    map.remove("externalDocs");
 }
 
 /// `/spec/stages/1/serverName` as `spec.stages[1].serverName (stage production)`.
