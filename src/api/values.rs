@@ -16,8 +16,19 @@ fn string_with_rule(description: &str, max_length: u32, rule: &str, message: &st
         // A bound on the length keeps the CEL rule's estimated cost within
         // the API server's budget.
         "maxLength": max_length,
-        "x-kubernetes-validations": [{"rule": rule, "message": message}],
+        // The message quotes the value (the API server otherwise shows
+        // "string" in its place).
+        "x-kubernetes-validations": [{
+            "rule": rule,
+            "message": message,
+            "messageExpression": format!("'\"' + self + '\" {}'", cel_string_body(message)),
+        }],
     })
+}
+
+/// Text inside a single-quoted CEL string literal.
+fn cel_string_body(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\'', "\\'")
 }
 
 macro_rules! string_value {
