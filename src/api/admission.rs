@@ -11,9 +11,6 @@ use super::MessengerInstance;
 /// below instead.
 const UNSUPPORTED: &str = "which this kube-cel build does not support";
 
-/// The message of the promotion order rule, as in the CRD.
-pub const PROMOTION_ORDER_MESSAGE: &str = "stages[].promotion.from must name a stage listed earlier in spec.stages (for example production promotes from beta, so beta comes first)";
-
 /// The admission rule messages a spec violates, if any.
 pub fn admission_errors(instance: &MessengerInstance) -> Vec<String> {
     let mut errors: Vec<String> = match validate_cel(instance) {
