@@ -129,8 +129,7 @@ pub fn promote_command(args: PromoteArgs) -> Result<(), CliError> {
                 let patch = serde_json::json!({
                     "apiVersion": "caduceus.dev/v1alpha1",
                     "kind": "MessengerInstance",
-                    "spec": {"stages": [{"name": args.stage, "release": {
-                        "synapse": target.synapse, "elementWeb": target.element_web}}]},
+                    "spec": {"stages": [{"name": args.stage, "release": target}]},
                 });
                 api.patch(
                     &args.instance,

@@ -9,7 +9,10 @@ use thiserror::Error;
 use serde_json::json;
 
 use super::gitops::{Insert, StageKeyEdit, set_stage_key};
-use crate::api::{MessengerInstance, Release, StagePhase, Version};
+use crate::api::{
+    MessengerInstance, Release, StagePhase, Version, effective_release,
+    unlisted_release_acknowledged,
+};
 use crate::plan::rollout::machine::{Source, schema_refusal, soak_gate};
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -58,10 +61,21 @@ pub fn promotion_target(
             from: promotion.from.clone(),
         });
     };
+    // An unlisted release the source stage runs by acknowledgement keeps
+    // that acknowledgement, or the promoted stage would stall on it.
+    let acknowledge_unlisted = instance
+        .spec
+        .stages
+        .iter()
+        .find(|s| s.name == promotion.from)
+        .is_some_and(|from| {
+            unlisted_release_acknowledged(&instance.spec, from)
+                && effective_release(&instance.spec, from).synapse.as_str() == synapse
+        });
     let target = Release {
         synapse: Version(synapse),
         element_web: Version(element_web),
-        acknowledge_unlisted: false,
+        acknowledge_unlisted,
     };
     if source.phase != StagePhase::Ready {
         return Err(PromoteError::Gate(format!(
@@ -99,14 +113,24 @@ pub fn set_release_pin(
     release: &Release,
     file: &str,
 ) -> Result<String, PromoteError> {
+    let acknowledgement = if release.acknowledge_unlisted {
+        ", acknowledgeUnlisted: true"
+    } else {
+        ""
+    };
     let block = format!(
-        "release: {{synapse: {}, elementWeb: {}}}",
+        "release: {{synapse: {}, elementWeb: {}{acknowledgement}}}",
         release.synapse, release.element_web
     );
+    let mut value =
+        json!({"synapse": release.synapse.as_str(), "elementWeb": release.element_web.as_str()});
+    if release.acknowledge_unlisted {
+        value["acknowledgeUnlisted"] = json!(true);
+    }
     let edit = StageKeyEdit {
         stage,
         key: "release",
-        value: json!({"synapse": release.synapse.as_str(), "elementWeb": release.element_web.as_str()}),
+        value,
         block: &block,
         insert: Insert::AfterName,
     };
@@ -225,5 +249,46 @@ mod tests {
             promotion_target(&instance, "beta", later),
             Err(PromoteError::NoSource(_))
         ));
+    }
+
+    #[test]
+    fn an_acknowledged_unlisted_release_is_promoted_with_its_acknowledgement() {
+        let text = std::fs::read_to_string("examples/umessenger.yaml").unwrap();
+        let mut instance: MessengerInstance = serde_saphyr::from_str(&text).unwrap();
+        instance.spec.release.synapse = Version("v1.170.0".into());
+        instance.spec.release.acknowledge_unlisted = true;
+        instance.status = Some(crate::api::MessengerInstanceStatus {
+            stages: vec![StageStatus {
+                name: "beta".into(),
+                phase: StagePhase::Ready,
+                release: Some(ReleaseStatus {
+                    synapse: Some("v1.170.0".into()),
+                    element_web: Some("v1.12.3".into()),
+                }),
+                ready_since: Some(Time("2026-11-01T00:00:00Z".parse().unwrap())),
+                ..StageStatus::default()
+            }],
+            ..Default::default()
+        });
+        let now: Timestamp = "2026-12-03T00:00:00Z".parse().unwrap();
+        let target = promotion_target(&instance, "production", now).unwrap();
+        assert!(target.acknowledge_unlisted);
+        let edited = set_release_pin(&text, "production", &target, "f").unwrap();
+        assert!(
+            edited.contains(
+                "release: {synapse: v1.170.0, elementWeb: v1.12.3, acknowledgeUnlisted: true}"
+            ),
+            "{edited}"
+        );
+        let parsed: MessengerInstance = serde_saphyr::from_str(&edited).unwrap();
+        let production = parsed.spec.stages.iter().find(|s| s.name == "production");
+        assert!(
+            production
+                .unwrap()
+                .release
+                .as_ref()
+                .unwrap()
+                .acknowledge_unlisted
+        );
     }
 }
